@@ -1,0 +1,135 @@
+"""The one result type every solver returns, and the one stopping rule they share."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["SolveResult", "History", "StopRule", "Timer"]
+
+
+@dataclass
+class History:
+    """Per-iteration records; index k holds the value after iteration k + 1.
+
+    change:  ||D_k - D_{k-1}||_F (the stopping quantity)
+    error:   ||D_k - D*||_F / ||D*||_F when a reference D* was given, else empty
+    seconds: wall time since the start of the solve, after iteration k + 1
+    """
+
+    change: list[float] = field(default_factory=list)
+    error: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"change": list(self.change), "error": list(self.error), "seconds": list(self.seconds)}
+
+
+@dataclass
+class SolveResult:
+    """What every solver returns.
+
+    D: the completed block (d' x n'), same array type and dtype as the input.
+    W: the estimated map W ~ B A^+ (d' x d) when the method computes one, else None.
+    iterations: iterations (rounds for distributed methods; 1 for direct methods).
+    converged: whether the stopping rule was met within max_iter.
+    status: a sentence for the user ("converged", "max_iter=... reached; increase max_iter", ...).
+    history: per-iteration change / error / time.
+    seconds: total wall time of the solve (setup included).
+    floats_sent_per_worker: floats each worker sent per round (0 for centralised methods);
+        total_floats_sent is the sum over workers and rounds.
+    info: method-specific extras (e.g. step sizes, frozen rounds, inner LSQR iterations).
+    """
+
+    D: Any
+    method: str
+    iterations: int
+    converged: bool
+    status: str
+    history: History
+    seconds: float
+    W: Any = None
+    floats_sent_per_worker: int = 0
+    total_floats_sent: int = 0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def relative_error(self) -> float | None:
+        return self.history.error[-1] if self.history.error else None
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready summary (no arrays)."""
+        return {
+            "method": self.method,
+            "iterations": self.iterations,
+            "converged": self.converged,
+            "status": self.status,
+            "seconds": self.seconds,
+            "relative_error": self.relative_error,
+            "floats_sent_per_worker": self.floats_sent_per_worker,
+            "total_floats_sent": self.total_floats_sent,
+            **{k: v for k, v in self.info.items() if isinstance(v, (int, float, str, bool))},
+        }
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __call__(self) -> float:
+        return time.perf_counter() - self.start
+
+
+class StopRule:
+    """Shared stopping rule: stop when ||D_k - D_{k-1}||_F <= tol * max(||D_k||_F, tiny),
+    or when max_iter is reached; flag divergence when D becomes non-finite or explodes.
+
+    The change is measured relative to ||D_k||_F so that tol means the same at every scale;
+    `record` appends to the history and returns True when the iteration should stop.
+    """
+
+    def __init__(self, tol: float, max_iter: int, reference: np.ndarray | None, timer: Timer,
+                 divergence_factor: float = 1e8) -> None:
+        self.tol = tol
+        self.max_iter = max_iter
+        self.reference = reference
+        self.ref_norm = float(np.linalg.norm(reference)) if reference is not None else None
+        self.timer = timer
+        self.history = History()
+        self.converged = False
+        self.diverged = False
+        self.divergence_factor = divergence_factor
+        self._first_norm: float | None = None
+
+    def record(self, D_new: np.ndarray, D_old: np.ndarray) -> bool:
+        change = float(np.linalg.norm(D_new - D_old))
+        norm = float(np.linalg.norm(D_new))
+        h = self.history
+        h.change.append(change)
+        h.seconds.append(self.timer())
+        if self.reference is not None:
+            err = float(np.linalg.norm(D_new - self.reference))
+            h.error.append(err / self.ref_norm if self.ref_norm > 0 else err)
+        if not np.isfinite(change) or not np.isfinite(norm):
+            self.diverged = True
+            return True
+        if self._first_norm is None:
+            self._first_norm = max(norm, np.finfo(np.float64).tiny)
+        elif norm > self.divergence_factor * self._first_norm and norm > 1.0:
+            self.diverged = True
+            return True
+        if change <= self.tol * max(norm, np.finfo(np.float64).tiny):
+            self.converged = True
+            return True
+        return len(h.change) >= self.max_iter
+
+    def status(self) -> str:
+        if self.diverged:
+            return ("diverged: the iterate became non-finite or grew without bound; "
+                    "reduce the step sizes")
+        if self.converged:
+            return "converged"
+        return f"max_iter={self.max_iter} reached before tol={self.tol:g}; increase max_iter"
