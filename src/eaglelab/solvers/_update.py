@@ -1,0 +1,180 @@
+"""EAGLE's UPDATE (brief section 4), written once.
+
+    At = A S;  Bt = B S;  rho = 1 / ||At||_2^2
+    A' = A - eta*rho * At At^T At S^T
+    B' = B - eta*rho * Bt At^T At S^T
+    C' = C - gamma*rho * At At^T C
+    D' = D + gamma*rho * Bt At^T C
+
+Every right-hand side uses the A, B, C of the same step (updating A first and reusing it
+for B stalls the iteration).  `update_reference` is the literal float64 transcription the
+tests hold every fast path to.  `dense_update` is the fast S = I step used by the solvers:
+it forms the smaller of the two Gram matrices (A A^T, d x d, or A^T A, n x n) once, so one
+step costs O(min(n d^2, d n^2)), and reuses it for A, B, C and D.  `sketched_update` is the
+S != I step, with S either a dense n x r matrix or an index array (row sampling: S = I[:, idx]).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["update_reference", "dense_update", "sketched_update", "lambda_max"]
+
+
+def update_reference(A, B, C, D, step_A: float, step_C: float, S=None):
+    """One literal UPDATE with absolute steps step_A = eta*rho and step_C = gamma*rho.
+
+    Works on numpy arrays and torch tensors; S = None means S = I.
+    """
+    At = A if S is None else A @ S
+    Bt = B if S is None else B @ S
+    St = None if S is None else S.T
+    AtAtT = At @ At.T
+    A_new = A - step_A * (AtAtT @ At if St is None else AtAtT @ At @ St)
+    B_new = B - step_A * (Bt @ At.T @ At if St is None else Bt @ At.T @ At @ St)
+    C_new = C - step_C * (AtAtT @ C)
+    D_new = D + step_C * (Bt @ At.T @ C)
+    return A_new, B_new, C_new, D_new
+
+
+def lambda_max(G: np.ndarray, v: np.ndarray | None = None, iters: int = 100,
+               rtol: float = 1e-6) -> tuple[float, np.ndarray]:
+    """Largest eigenvalue of a symmetric PSD matrix G by power iteration (warm start v).
+
+    Returns (lambda, v).  The Rayleigh quotient never overestimates; it stops when the
+    estimate changes by less than rtol (relative).
+    """
+    m = G.shape[0]
+    if v is None:
+        v = np.ones(m, dtype=G.dtype) / np.sqrt(m) + np.linspace(0, 1e-3, m, dtype=G.dtype)
+    lam = 0.0
+    for _ in range(iters):
+        w = G @ v
+        nw = float(np.linalg.norm(w))
+        if nw == 0.0 or not np.isfinite(nw):
+            return nw, v
+        new = float(v @ w) / float(v @ v)
+        v = w / nw
+        if abs(new - lam) <= rtol * abs(new):
+            lam = new
+            break
+        lam = new
+    return lam, v
+
+
+class DenseWorkspace:
+    """Buffers and the warm power-iteration vector for repeated dense steps of one (A, B)."""
+
+    def __init__(self, d: int, n: int, dtype) -> None:
+        self.gram_rows = d <= n  # use G = A A^T (d x d); else H = A^T A (n x n)
+        self.v: np.ndarray | None = None
+        self.tmp = np.empty((d, n), dtype=dtype)
+        self.freeze_requested = False
+        self.frozen: tuple | None = None  # (Gram, B A^T or B, A or None)
+
+    @property
+    def is_frozen(self) -> bool:
+        return self.frozen is not None
+
+
+def dense_update(A, B, C, D, eta: float, gamma: float, ws: DenseWorkspace,
+                 rho: float | None = None, normalise: bool = True,
+                 update_AB: bool = True, want_iso: bool = False) -> tuple[float, float]:
+    """One S = I step, in place on (A, B, C, D).
+
+    rho None: rho = 1 / ||A||_2^2 from warm power iteration; with `normalise`, A and B are
+    first divided by ||A||_2 (B A^+ C is unchanged), so rho = 1 and ||A_l||_2 = 1 at every
+    step - with eta = 1/3 that rescaling is the factor 3/2 of the brief.  A given rho is an
+    absolute step (eta and gamma are then multiplied by it) and nothing is normalised.
+    update_AB=False keeps A, B fixed (accelerated variant after freezing; eta = 0 gives
+    gradient descent in the C/D form).
+    Returns (lambda_max of the Gram matrix before normalising, and - when want_iso - the
+    partial-isometry defect ||A - A A^T A||_F^2 of the normalised A, else nan).
+    """
+    if ws.frozen is not None:
+        return _frozen_update(C, D, gamma, ws), 0.0
+    gram = A @ A.T if ws.gram_rows else A.T @ A
+    if rho is None:
+        lam, ws.v = lambda_max(gram, ws.v, iters=100 if ws.v is None else 20)
+        if not np.isfinite(lam) or lam <= 0:
+            raise FloatingPointError("||A||_2 is zero or not finite during the iteration")
+        if normalise:
+            s = 1.0 / np.sqrt(lam)
+            A *= s
+            B *= s
+            gram *= 1.0 / lam
+            rho = 1.0
+        else:
+            rho = 1.0 / lam
+    else:
+        lam = float("nan")
+    sA, sC = eta * rho, gamma * rho
+    update_AB = update_AB and sA != 0.0
+    tmp, iso = ws.tmp, float("nan")
+    if ws.freeze_requested and rho == 1.0 and normalise:
+        # A is a partial isometry to working precision: keep the normalised Gram matrix and
+        # stop updating A and B (the accelerated variant); later steps only move C and D.
+        ws.frozen = (gram, B @ A.T if ws.gram_rows else B.copy(), A if not ws.gram_rows else None)
+        return _frozen_update(C, D, gamma, ws), 0.0
+    if ws.gram_rows:
+        BAt = B @ A.T                      # d' x d
+        D += sC * (BAt @ C)
+        C -= sC * (gram @ C)
+        if update_AB:
+            np.matmul(gram, A, out=tmp)    # G A
+            iso = float(np.linalg.norm(A - tmp) ** 2) if want_iso else iso
+            B -= sA * (BAt @ A)
+            tmp *= sA
+            A -= tmp
+    else:
+        AtC = A.T @ C                      # n x n'
+        D += sC * (B @ AtC)
+        C -= sC * (A @ AtC)
+        if update_AB:
+            np.matmul(A, gram, out=tmp)    # A H
+            iso = float(np.linalg.norm(A - tmp) ** 2) if want_iso else iso
+            B -= sA * (B @ gram)
+            tmp *= sA
+            A -= tmp
+    return lam, iso
+
+
+def _frozen_update(C, D, gamma: float, ws: DenseWorkspace) -> float:
+    gram, BAt_or_B, A = ws.frozen
+    if ws.gram_rows:
+        D += gamma * (BAt_or_B @ C)
+        C -= gamma * (gram @ C)
+    else:
+        AtC = A.T @ C
+        D += gamma * (BAt_or_B @ AtC)
+        C -= gamma * (A @ AtC)
+    return 1.0
+
+
+def sketched_update(A, B, C, D, S, eta: float, gamma: float, rho: float | None = None) -> float:
+    """One step with sketch S (dense n x r, or an int index array meaning S = I[:, idx]),
+    in place.  rho None: rho = 1/||A S||_2^2 computed exactly (r x r eigenvalue problem).
+    Returns the rho used."""
+    rows = isinstance(S, np.ndarray) and S.ndim == 1
+    At = A[:, S] if rows else A @ S                # d x r
+    Bt = B[:, S] if rows else B @ S                # d' x r
+    K = At.T @ At                                  # r x r
+    if rho is None:
+        lam = float(np.linalg.eigvalsh(K)[-1]) if K.shape[0] <= 512 else lambda_max(K)[0]
+        if not np.isfinite(lam) or lam <= 0:
+            raise FloatingPointError("||A S||_2 is zero or not finite; draw another sketch")
+        rho = 1.0 / lam
+    sA, sC = eta * rho, gamma * rho
+    AtC = At.T @ C                                 # r x n'
+    D += sC * (Bt @ AtC)
+    C -= sC * (At @ AtC)
+    if sA != 0.0:
+        dA = At @ K                                # d x r
+        dB = Bt @ K                                # d' x r
+        if rows:
+            A[:, S] -= sA * dA
+            B[:, S] -= sA * dB
+        else:
+            A -= sA * (dA @ S.T)
+            B -= sA * (dB @ S.T)
+    return rho

@@ -1,0 +1,164 @@
+"""Distributed EAGLE and distributed gradient descent, simulated in one process.
+
+M workers; worker mu holds the column block (A^mu, B^mu) = (A[:, J_mu], B[:, J_mu]); C and D
+are shared.  One round: every worker runs UPDATE on its own (A^mu, B^mu) with the shared
+(C, D) and its own rho_mu = 1/||A^mu||_2^2, then C and D become the averages of the workers'
+C', D'.  Each worker sends exactly (d + d') n' floats per round (its C', D').  Iterations
+grow like log(kappa_max) + alpha^{-1} log(1/eps), alpha the diversity index (Theorem 2).
+
+Distributed gradient descent is the same round with eta = 0: A^mu and B^mu never change, so
+C <- (I - gamma mean_mu rho_mu A^mu A^mu^T) C, the same communication, and a rate set by
+kappa(mean_mu rho_mu A^mu A^mu^T) >= 1/alpha.
+
+The accelerated variant (freeze_tol) stops updating a worker's (A^mu, B^mu) once its A^mu is
+a partial isometry to working precision, ||A^mu - A^mu A^mu^T A^mu||_F^2 < freeze_tol (the
+brief states ||I - A^mu^T A^mu||_F^2, which equals this near convergence when A^mu has full
+column rank and, unlike it, also tends to zero when A^mu is rank deficient); from then on
+the worker's round costs O(d^2 n') instead of O(d^2 n_mu).  Workers freeze independently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from eaglelab.solvers._inputs import check_int, check_positive, prepare, wrap_like
+from eaglelab.solvers._result import SolveResult, StopRule, Timer
+from eaglelab.solvers._update import DenseWorkspace, dense_update
+from eaglelab.solvers.eagle import _check_reference
+
+__all__ = ["eagle_distributed", "distributed_gd", "partition_columns", "check_partition"]
+
+
+def partition_columns(n: int, workers: int, kind: str = "contiguous",
+                      seed: int | None = None) -> list[np.ndarray]:
+    """Split column indices 0..n-1 over `workers` blocks of near-equal size.
+
+    kind: "contiguous" (blocks of consecutive columns) or "random" (a seeded permutation).
+    """
+    n = check_int("n", n)
+    workers = check_int("workers", workers, maximum=n)
+    if kind == "contiguous":
+        order = np.arange(n)
+    elif kind == "random":
+        order = np.random.default_rng(seed).permutation(n)
+    else:
+        raise ValueError(f"partition kind={kind!r} is not known; use 'contiguous' or 'random'")
+    return [np.sort(block) for block in np.array_split(order, workers)]
+
+
+def check_partition(partition: Sequence[Any], n: int) -> list[np.ndarray]:
+    """Validate a user partition: every column 0..n-1 in exactly one non-empty block."""
+    blocks = [np.asarray(b, dtype=np.int64).ravel() for b in partition]
+    if len(blocks) == 0:
+        raise ValueError("partition is empty; give at least one block of column indices")
+    if any(b.size == 0 for b in blocks):
+        raise ValueError("partition has an empty block; every worker needs at least one column")
+    allcols = np.concatenate(blocks)
+    if allcols.min() < 0 or allcols.max() >= n:
+        raise ValueError(f"partition indexes columns outside 0..{n - 1}")
+    if allcols.size != n or np.unique(allcols).size != n:
+        raise ValueError(f"partition must cover each of the {n} columns exactly once")
+    return blocks
+
+
+def eagle_distributed(A, B, C, *, workers: int | None = None, partition=None,
+                      eta: float = 1 / 3, gamma: float = 1.0, tol: float = 1e-10,
+                      max_iter: int = 1000, reference=None, freeze_tol: float | None = None,
+                      rescale: bool = True, dtype=None, callback=None) -> SolveResult:
+    """Distributed EAGLE simulated in one process (see module docstring).
+
+    Give either `workers` (contiguous near-equal column blocks) or an explicit `partition`
+    (list of column-index arrays).  With one worker this is dense EAGLE, bit for bit.
+    callback(l, C, D) is called after every round.
+    """
+    return _run(A, B, C, workers=workers, partition=partition, eta=eta, gamma=gamma, tol=tol,
+                max_iter=max_iter, reference=reference, freeze_tol=freeze_tol,
+                rescale=rescale, dtype=dtype, callback=callback, method="eagle_distributed")
+
+
+def distributed_gd(A, B, C, *, workers: int | None = None, partition=None, gamma: float = 1.0,
+                   tol: float = 1e-10, max_iter: int = 1000, reference=None, dtype=None,
+                   callback=None) -> SolveResult:
+    """Distributed gradient descent with EAGLE's communication: the round of
+    `eagle_distributed` with eta = 0 (no local preconditioning).  gamma <= 1 is always stable
+    (each rho_mu A^mu A^mu^T has norm 1, so does their mean)."""
+    return _run(A, B, C, workers=workers, partition=partition, eta=0.0, gamma=gamma, tol=tol,
+                max_iter=max_iter, reference=reference, freeze_tol=None, rescale=True,
+                dtype=dtype, callback=callback, method="distributed_gd")
+
+
+def _run(A, B, C, *, workers, partition, eta, gamma, tol, max_iter, reference, freeze_tol,
+         rescale, dtype, callback, method) -> SolveResult:
+    timer = Timer()
+    prep = prepare(A, B, C, dtype=dtype)
+    d, n, dp, np_ = prep.shape
+    tol = check_positive("tol", tol)
+    max_iter = check_int("max_iter", max_iter)
+    eta = check_positive("eta", eta, allow_zero=True)
+    gamma = check_positive("gamma", gamma)
+    if freeze_tol is not None:
+        freeze_tol = check_positive("freeze_tol", freeze_tol)
+    ref = _check_reference(reference, dp, np_)
+    if (workers is None) == (partition is None):
+        raise ValueError("give exactly one of workers=M or partition=[column index arrays]")
+    if partition is None:
+        if not isinstance(workers, (int, np.integer)) or workers < 1 or workers > n:
+            raise ValueError(f"workers must be an integer in [1, n={n}], got {workers!r}")
+        blocks = partition_columns(n, int(workers))
+    else:
+        blocks = check_partition(partition, n)
+    M = len(blocks)
+    dt = prep.dtype
+    local = []
+    for J in blocks:
+        A_mu = np.array(prep.A[:, J], dtype=dt, order="C")
+        if not np.any(A_mu):
+            raise ValueError(f"worker {len(local)} holds an all-zero block of A; repartition")
+        local.append((A_mu, np.array(prep.B[:, J], dtype=dt, order="C"),
+                      DenseWorkspace(d, len(J), dt)))
+    C_ = np.array(prep.C, dtype=dt, order="C")
+    D_ = np.zeros((dp, np_), dtype=dt)
+    stop = StopRule(tol, max_iter, ref, timer)
+    frozen_at: list[int | None] = [None] * M
+    status_override = None
+    for l in range(max_iter):
+        D_old = D_.copy()
+        C_sum = np.zeros_like(C_)
+        D_sum = np.zeros_like(D_)
+        try:
+            with np.errstate(over="raise", invalid="raise"):
+                for mu, (A_mu, B_mu, ws) in enumerate(local):
+                    C_mu, D_mu = (C_, D_) if M == 1 else (C_.copy(), D_.copy())
+                    _, iso = dense_update(A_mu, B_mu, C_mu, D_mu, eta, gamma, ws,
+                                          normalise=rescale, update_AB=eta > 0,
+                                          want_iso=freeze_tol is not None)
+                    if freeze_tol is not None and not ws.freeze_requested and iso < freeze_tol:
+                        ws.freeze_requested = True
+                        frozen_at[mu] = l + 1
+                    if M > 1:
+                        C_sum += C_mu
+                        D_sum += D_mu
+        except FloatingPointError as exc:
+            status_override = f"diverged at round {l + 1}: {exc}; reduce eta/gamma"
+        if M > 1 and status_override is None:
+            np.multiply(C_sum, 1.0 / M, out=C_)
+            np.multiply(D_sum, 1.0 / M, out=D_)
+        if callback is not None:
+            callback(l, C_, D_)
+        if status_override or stop.record(D_, D_old):
+            break
+    if status_override:
+        stop.diverged = True
+    rounds = len(stop.history.change)
+    per_worker = (d + dp) * np_ if M > 1 else 0
+    info: dict[str, Any] = {"workers": M, "eta": eta, "gamma": gamma}
+    if freeze_tol is not None:
+        info["frozen_at"] = frozen_at
+    return SolveResult(D=wrap_like(D_old if stop.diverged else D_, prep), method=method,
+                       iterations=rounds, converged=stop.converged and not stop.diverged,
+                       status=status_override or stop.status(), history=stop.history,
+                       seconds=timer(), floats_sent_per_worker=per_worker,
+                       total_floats_sent=per_worker * M * rounds, info=info)

@@ -1,0 +1,157 @@
+"""EAGLE as a solver: dense (S = I), sketched (fresh sketch each step), or a fixed schedule.
+
+See brief section 4 and `_update.py` for the UPDATE itself.  The invariant behind it: in
+the noiseless case D_l + B_l A_l^+ C_l = B A^+ C at every step, while A_l is driven towards
+a partial isometry (Newton-Schulz) and C_l's component in range(A) to zero, so D_l -> D*.
+Iterations to error eps grow like log(kappa) + log log(1/eps) (Theorem 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from eaglelab.solvers._inputs import check_int, check_positive, prepare, wrap_like
+from eaglelab.solvers._result import SolveResult, StopRule, Timer
+from eaglelab.solvers._update import DenseWorkspace, dense_update, sketched_update
+from eaglelab.solvers.schedule import Schedule
+
+__all__ = ["eagle", "draw_sketch", "SKETCHES"]
+
+SKETCHES = ("orthogonal", "rows")
+Callback = Callable[[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray], Any]
+
+
+def draw_sketch(kind: str, n: int, r: int, rng: np.random.Generator, dtype=np.float64):
+    """A random n x r sketch with orthonormal columns: Haar ("orthogonal", QR of a Gaussian
+    with the sign fix) or a uniform column subset of the identity ("rows": returned as the
+    index array)."""
+    if kind == "rows":
+        return np.sort(rng.choice(n, size=r, replace=False))
+    if kind == "orthogonal":
+        Q, R = np.linalg.qr(rng.standard_normal((n, r)))
+        return (Q * np.sign(np.diag(R))).astype(dtype, copy=False)
+    raise ValueError(f"sketch={kind!r} is not known; use one of {SKETCHES} or None (dense)")
+
+
+def eagle(A, B, C, *, eta: float = 1 / 3, gamma: float = 1.0, tol: float = 1e-10,
+          max_iter: int = 1000, reference=None, sketch: str | None = None, r: int | None = None,
+          seed: int | None = None, schedule: Schedule | None = None, rescale: bool = True,
+          freeze_tol: float | None = None, dtype=None,
+          callback: Callback | None = None) -> SolveResult:
+    """Complete D = B A^+ C with EAGLE.
+
+    Parameters
+    ----------
+    A, B, C : array-like (numpy, scipy.sparse, torch), shapes d x n, d' x n, d x n'.
+    eta, gamma : step constants relative to rho = 1/||A_l S||_2^2 (proof defaults 1/3 and 1).
+    tol : stop when ||D_l - D_{l-1}||_F <= tol * ||D_l||_F.
+    max_iter : iteration limit (max_iter = 1 runs exactly one UPDATE).
+    reference : D* (d' x n') to record the relative error per iteration.
+    sketch, r, seed : None for dense EAGLE; "orthogonal" (Haar n x r, fresh each step) or
+        "rows" (r random columns of the identity, the paper's fast variant).
+    schedule : a fixed `Schedule` (absolute steps and sketches per iteration); runs exactly
+        len(schedule) steps (fewer if max_iter is smaller), no norms are computed.
+    rescale : dense only; divide A and B by ||A_l||_2 every step (rho = 1; with eta = 1/3
+        this is the brief's factor 3/2) so long runs never under/overflow.  B A^+ C is
+        invariant under this, so it changes rounding only.
+    freeze_tol : dense only; once ||A_l - A_l A_l^T A_l||_F^2 < freeze_tol (A_l a partial
+        isometry) stop updating A and B (the accelerated variant; later steps cost O(d^2 n')).
+    callback : called as callback(l, A_l, B_l, C_l, D_l) after every step (views, do not keep).
+
+    Returns
+    -------
+    SolveResult with D (d' x n') in the input's array type; W is None.
+    """
+    timer = Timer()
+    prep = prepare(A, B, C, dtype=dtype)
+    d, n, dp, np_ = prep.shape
+    tol = check_positive("tol", tol)
+    max_iter = check_int("max_iter", max_iter)
+    eta = check_positive("eta", eta, allow_zero=True)
+    gamma = check_positive("gamma", gamma)
+    if freeze_tol is not None:
+        freeze_tol = check_positive("freeze_tol", freeze_tol)
+    ref = _check_reference(reference, dp, np_)
+    if schedule is not None:
+        if sketch is not None:
+            raise ValueError("pass either schedule= (fixed steps and sketches) or sketch=, not both")
+        if not isinstance(schedule, Schedule):
+            raise ValueError(f"schedule must be an eaglelab Schedule, got {type(schedule).__name__}")
+        schedule.check_columns(n)
+        max_iter = min(max_iter, len(schedule))
+    if sketch is not None:
+        if sketch not in SKETCHES:
+            raise ValueError(f"sketch={sketch!r} is not known; use one of {SKETCHES} or None")
+        if r is None:
+            raise ValueError("sketch needs its size r (1 <= r <= n)")
+        r = check_int("r", r, maximum=n)
+    elif r is not None:
+        raise ValueError("r is a sketch size; pass sketch='orthogonal' or 'rows' with it")
+
+    dt = prep.dtype
+    A_, B_ = np.array(prep.A, dtype=dt, order="C"), np.array(prep.B, dtype=dt, order="C")
+    C_ = np.array(prep.C, dtype=dt, order="C")
+    D_ = np.zeros((dp, np_), dtype=dt)
+    stop = StopRule(tol, max_iter, ref, timer)
+    ws = DenseWorkspace(d, n, dt)
+    rng = np.random.default_rng(seed)
+    frozen_at = None
+    status_override = None
+    method = "eagle" if sketch is None else f"eagle_sketched_{sketch}"
+    for l in range(max_iter):
+        D_old = D_.copy()
+        try:
+            with np.errstate(over="raise", invalid="raise"):
+                if schedule is not None:
+                    S = schedule.sketches[l]
+                    step = (schedule.step_A[l], schedule.step_C[l])
+                    if S is None:
+                        dense_update(A_, B_, C_, D_, step[0], step[1], ws, rho=1.0, normalise=False)
+                    else:
+                        sketched_update(A_, B_, C_, D_, S.astype(dt), step[0], step[1], rho=1.0)
+                elif sketch is not None:
+                    S = draw_sketch(sketch, n, r, rng, dt)
+                    sketched_update(A_, B_, C_, D_, S, eta, gamma)
+                else:
+                    _, iso = dense_update(A_, B_, C_, D_, eta, gamma, ws, normalise=rescale,
+                                          want_iso=freeze_tol is not None)
+                    if freeze_tol is not None and not ws.freeze_requested and iso < freeze_tol:
+                        ws.freeze_requested = True
+                        frozen_at = l + 1
+        except FloatingPointError as exc:
+            D_[...] = np.nan
+            status_override = f"diverged at iteration {l + 1}: {exc}; reduce eta/gamma"
+        if callback is not None:
+            callback(l, A_, B_, C_, D_)
+        if status_override or stop.record(D_, D_old):
+            break
+    if status_override:
+        stop.diverged = True
+    converged = stop.converged and not stop.diverged
+    status = status_override or stop.status()
+    D_out = D_ if not stop.diverged else D_old
+    info: dict[str, Any] = {"eta": eta, "gamma": gamma}
+    if sketch is not None:
+        info.update(r=r, sketch=sketch)
+    if frozen_at is not None:
+        info["frozen_at"] = frozen_at
+    if schedule is not None:
+        method = "eagle_schedule"
+    return SolveResult(D=wrap_like(D_out, prep), method=method, iterations=len(stop.history.change),
+                       converged=converged, status=status, history=stop.history,
+                       seconds=timer(), info=info)
+
+
+def _check_reference(reference, dp: int, np_: int):
+    if reference is None:
+        return None
+    ref = np.asarray(reference.detach().cpu().numpy() if hasattr(reference, "detach") else reference,
+                     dtype=np.float64)
+    if ref.shape != (dp, np_):
+        raise ValueError(f"reference has shape {ref.shape}; it must be d' x n' = {(dp, np_)}")
+    if not np.all(np.isfinite(ref)):
+        raise ValueError("reference contains NaN or Inf")
+    return ref
