@@ -17,6 +17,7 @@ S != I step, with S either a dense n x r matrix or an index array (row sampling:
 from __future__ import annotations
 
 import numpy as np
+from scipy.sparse.linalg import eigsh
 
 __all__ = ["update_reference", "dense_update", "sketched_update", "lambda_max"]
 
@@ -37,27 +38,33 @@ def update_reference(A, B, C, D, step_A: float, step_C: float, S=None):
     return A_new, B_new, C_new, D_new
 
 
-def lambda_max(G: np.ndarray, v: np.ndarray | None = None, iters: int = 100,
-               rtol: float = 1e-6) -> tuple[float, np.ndarray]:
-    """Largest eigenvalue of a symmetric PSD matrix G by power iteration (warm start v).
+def lambda_max(G: np.ndarray, v: np.ndarray | None = None, iters: int = 20,
+               rtol: float = 1e-12) -> tuple[float, np.ndarray]:
+    """Largest eigenvalue of a symmetric PSD matrix G, and its eigenvector.
 
-    Returns (lambda, v).  The Rayleigh quotient never overestimates; it stops when the
-    estimate changes by less than rtol (relative).
+    Cold start (v None): Lanczos (scipy eigsh) for sizes above 64, a dense eigensolver
+    below, both accurate to ~1e-12.  Warm start: power iteration from v; EAGLE's update
+    keeps A's singular vectors, so the previous step's vector is already converged and a
+    few products suffice.  The Rayleigh quotient never overestimates.
     """
     m = G.shape[0]
     if v is None:
-        v = np.ones(m, dtype=G.dtype) / np.sqrt(m) + np.linspace(0, 1e-3, m, dtype=G.dtype)
+        if m <= 64:
+            w, V = np.linalg.eigh(G)
+            return float(w[-1]), V[:, -1].copy()
+        v0 = np.ones(m, dtype=G.dtype) / np.sqrt(m)
+        w, V = eigsh(G, k=1, which="LA", v0=v0, tol=1e-13)
+        return float(w[0]), V[:, 0].astype(G.dtype)
     lam = 0.0
     for _ in range(iters):
         w = G @ v
         nw = float(np.linalg.norm(w))
         if nw == 0.0 or not np.isfinite(nw):
             return nw, v
-        new = float(v @ w) / float(v @ v)
+        new = float(v @ w)
         v = w / nw
         if abs(new - lam) <= rtol * abs(new):
-            lam = new
-            break
+            return new, v
         lam = new
     return lam, v
 
@@ -95,7 +102,7 @@ def dense_update(A, B, C, D, eta: float, gamma: float, ws: DenseWorkspace,
         return _frozen_update(C, D, gamma, ws), 0.0
     gram = A @ A.T if ws.gram_rows else A.T @ A
     if rho is None:
-        lam, ws.v = lambda_max(gram, ws.v, iters=100 if ws.v is None else 20)
+        lam, ws.v = lambda_max(gram, ws.v)
         if not np.isfinite(lam) or lam <= 0:
             raise FloatingPointError("||A||_2 is zero or not finite during the iteration")
         if normalise:

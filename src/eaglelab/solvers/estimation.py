@@ -55,7 +55,7 @@ def eagle_estimate(A, B, C=None, *, eta: float = 1 / 3, gamma: float = 1.0, tol:
     for k in range(max_iter):
         W_old = W.copy()
         G = A_ @ A_.T
-        lam, v = lambda_max(G, v, iters=100 if v is None else 20)
+        lam, v = lambda_max(G, v)
         if not np.isfinite(lam) or lam <= 0:
             stop.diverged = True
             break
