@@ -1,0 +1,3 @@
+from eaglelab.cli import main
+
+main()
