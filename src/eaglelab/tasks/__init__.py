@@ -1,14 +1,60 @@
-"""Masked-block completion tasks: layout, reference answers and generators."""
+"""Masked-block completion tasks: layout, reference answers and generators.
+
+- `blocks`: the block layout (`BlockProblem`, `split`, `assemble`, `prompt`) and the float64
+  Nystrom reference answer (`nystrom_reference`);
+- `training`: the paper's training distribution (`training_batch`);
+- `conditioned`: problems with a prescribed condition number and rank (SVD construction);
+- `distributions`: the ablation distributions behind one entry point, `sample`;
+- `regression`: in-context linear regression in the block layout;
+- `kernels`: Nystrom kernel-slice tasks on synthetic or user-supplied point sets;
+- `realdata`: problems from real (e.g. SuiteSparse) matrices by pivoted-QR selection.
+"""
 
 from eaglelab.tasks.blocks import BlockProblem, assemble, nystrom_reference, prompt, split
+from eaglelab.tasks.conditioned import (
+    SINGULAR_VALUE_LAWS,
+    conditioned_batch,
+    conditioned_problem,
+    singular_value_profile,
+)
+from eaglelab.tasks.distributions import DISTRIBUTIONS, default_params, sample
+from eaglelab.tasks.kernels import (
+    KERNELS,
+    POINT_CLOUDS,
+    kernel_batch,
+    kernel_matrix,
+    nystrom_problem,
+    synthetic_points,
+)
+from eaglelab.tasks.realdata import load_matrix, load_problem, matrix_task, save_problem
+from eaglelab.tasks.regression import regression_batch, regression_problem
 from eaglelab.tasks.training import TrainingTaskConfig, training_batch
 
 __all__ = [
+    "DISTRIBUTIONS",
+    "KERNELS",
+    "POINT_CLOUDS",
+    "SINGULAR_VALUE_LAWS",
     "BlockProblem",
     "TrainingTaskConfig",
     "assemble",
+    "conditioned_batch",
+    "conditioned_problem",
+    "default_params",
+    "kernel_batch",
+    "kernel_matrix",
+    "load_matrix",
+    "load_problem",
+    "matrix_task",
+    "nystrom_problem",
     "nystrom_reference",
     "prompt",
+    "regression_batch",
+    "regression_problem",
+    "sample",
+    "save_problem",
+    "singular_value_profile",
     "split",
+    "synthetic_points",
     "training_batch",
 ]

@@ -19,6 +19,7 @@ __all__ = [
     "check_choice",
     "check_params",
     "np_rng",
+    "seed_record",
     "finish",
 ]
 
@@ -92,6 +93,13 @@ def np_rng(seed: int | np.random.Generator | None) -> np.random.Generator:
     if seed is not None:
         check_int("seed", seed, minimum=0)
     return np.random.default_rng(seed)
+
+
+def seed_record(seed: int | np.random.Generator | None) -> int | None:
+    """The seed as stored in ``BlockProblem.meta``: an int, or None for a Generator/None."""
+    if seed is None or isinstance(seed, np.random.Generator):
+        return None
+    return operator.index(seed)
 
 
 def finish(

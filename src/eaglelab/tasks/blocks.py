@@ -27,7 +27,8 @@ def assemble(A, B, C, D):
     """Inverse of `split`: stack the four blocks into X (numpy or torch, batched or not)."""
     if isinstance(A, torch.Tensor):
         return torch.cat([torch.cat([A, C], dim=-1), torch.cat([B, D], dim=-1)], dim=-2)
-    return np.concatenate([np.concatenate([A, C], axis=-1), np.concatenate([B, D], axis=-1)], axis=-2)
+    top, bottom = np.concatenate([A, C], axis=-1), np.concatenate([B, D], axis=-1)
+    return np.concatenate([top, bottom], axis=-2)
 
 
 def prompt(X, d: int, n: int):

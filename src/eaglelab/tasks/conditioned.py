@@ -25,7 +25,14 @@ from typing import Literal
 import numpy as np
 import torch
 
-from eaglelab.tasks._checks import check_choice, check_float, check_int, finish, np_rng
+from eaglelab.tasks._checks import (
+    check_choice,
+    check_float,
+    check_int,
+    finish,
+    np_rng,
+    seed_record,
+)
 from eaglelab.tasks.blocks import BlockProblem, assemble
 
 __all__ = [
@@ -41,7 +48,13 @@ SingularValueLaw = Literal["geometric", "loguniform"]
 
 
 def _validate(
-    n: int, d: int, n_prime: int, d_prime: int, kappa: float, rank: int | None, law: str,
+    n: int,
+    d: int,
+    n_prime: int,
+    d_prime: int,
+    kappa: float,
+    rank: int | None,
+    law: str,
     noise_std: float,
 ) -> tuple[int, int, int, int, float, int, str, float]:
     n = check_int("n", n)
@@ -185,7 +198,7 @@ def conditioned_problem(
         "d_prime": d_prime,
         "kappa": kappa,
         "rank": rank,
-        "seed": seed if isinstance(seed, int) else None,
+        "seed": seed_record(seed),
         "noise_std": noise_std,
         "singular_values": law,
         "sigma": sigma,

@@ -29,6 +29,13 @@ name                     construction (parameters and defaults)
                          ``cluster_noise=0.1``; F1 and F2 have their own centres
 =======================  ===============================================================
 
+Noiselessness: for s <= min(d, n) the dense laws give rank(A) = rank(X) = s almost surely,
+so D = B A^+ C.  Sparse Rademacher factors are different: with p = 0.1 a factor column is
+zero on all d rows of A with probability 0.9^d (about 15% for d = 18), and then rank(A) <
+rank(X) and D is NOT determined by the visible blocks (D != B A^+ C for that item).  This
+is the construction as specified and is kept; evaluate such items against the Nystrom
+reference D* or accept the irreducible error.
+
 Optional i.i.d. Gaussian noise of standard deviation ``noise_std`` is added to all of X.
 Sampling always happens in float64 on the CPU (torch generator) and the result is cast
 afterwards, so a given seed yields the same problems in every dtype and on every device.
@@ -57,7 +64,18 @@ def _factors_product(F1: torch.Tensor, F2: torch.Tensor, s: int) -> torch.Tensor
     return F1 @ F2.transpose(-1, -2) / math.sqrt(s)
 
 
-def _svd_loguniform(gen, batch, rows, cols, s, d, n, *, smin: float, smax: float):
+def _svd_loguniform(
+    gen: torch.Generator | None,
+    batch: int,
+    rows: int,
+    cols: int,
+    s: int,
+    d: int,
+    n: int,
+    *,
+    smin: float,
+    smax: float,
+) -> torch.Tensor:
     smin = check_float("smin", smin, low=0.0, low_open=True)
     smax = check_float("smax", smax, low=smin)
     r = min(s, rows, cols)
@@ -72,7 +90,17 @@ def _svd_loguniform(gen, batch, rows, cols, s, d, n, *, smin: float, smax: float
     return (U * sigma.unsqueeze(-2)) @ V.transpose(-1, -2)
 
 
-def _student_t(gen, batch, rows, cols, s, d, n, *, nu: float):
+def _student_t(
+    gen: torch.Generator | None,
+    batch: int,
+    rows: int,
+    cols: int,
+    s: int,
+    d: int,
+    n: int,
+    *,
+    nu: float,
+) -> torch.Tensor:
     nu = check_float("nu", nu, low=0.0, low_open=True)
     seed = int(torch.randint(0, 2**62, (1,), generator=gen))
     rng = np.random.default_rng(seed)
@@ -81,13 +109,25 @@ def _student_t(gen, batch, rows, cols, s, d, n, *, nu: float):
     return _factors_product(F1, F2, s)
 
 
-def _gaussian(gen, batch, rows, cols, s, d, n):
+def _gaussian(
+    gen: torch.Generator | None, batch: int, rows: int, cols: int, s: int, d: int, n: int
+) -> torch.Tensor:
     F1 = torch.randn(batch, rows, s, generator=gen, dtype=torch.float64)
     F2 = torch.randn(batch, cols, s, generator=gen, dtype=torch.float64)
     return _factors_product(F1, F2, s)
 
 
-def _correlated_gaussian(gen, batch, rows, cols, s, d, n, *, rho: float):
+def _correlated_gaussian(
+    gen: torch.Generator | None,
+    batch: int,
+    rows: int,
+    cols: int,
+    s: int,
+    d: int,
+    n: int,
+    *,
+    rho: float,
+) -> torch.Tensor:
     rho = check_float("rho", rho, low=-1.0, high=1.0, low_open=True, high_open=True)
     idx = torch.arange(s, dtype=torch.float64)
     sigma = rho ** (idx[:, None] - idx[None, :]).abs()
@@ -97,12 +137,24 @@ def _correlated_gaussian(gen, batch, rows, cols, s, d, n, *, rho: float):
     return _factors_product(F1, F2, s)
 
 
-def _rademacher_factors(gen, batch: int, m: int, s: int, p: float) -> torch.Tensor:
+def _rademacher_factors(
+    gen: torch.Generator | None, batch: int, m: int, s: int, p: float
+) -> torch.Tensor:
     u = torch.rand(batch, m, s, generator=gen, dtype=torch.float64)
     return (u < p / 2).to(torch.float64) - ((u >= p / 2) & (u < p)).to(torch.float64)
 
 
-def _sparse_rademacher(gen, batch, rows, cols, s, d, n, *, p: float):
+def _sparse_rademacher(
+    gen: torch.Generator | None,
+    batch: int,
+    rows: int,
+    cols: int,
+    s: int,
+    d: int,
+    n: int,
+    *,
+    p: float,
+) -> torch.Tensor:
     p = check_float("p", p, low=0.0, high=1.0, low_open=True)
 
     def draw(b: int) -> torch.Tensor:
@@ -121,7 +173,18 @@ def _sparse_rademacher(gen, batch, rows, cols, s, d, n, *, p: float):
     )
 
 
-def _clustered(gen, batch, rows, cols, s, d, n, *, k: int, cluster_noise: float):
+def _clustered(
+    gen: torch.Generator | None,
+    batch: int,
+    rows: int,
+    cols: int,
+    s: int,
+    d: int,
+    n: int,
+    *,
+    k: int,
+    cluster_noise: float,
+) -> torch.Tensor:
     k = check_int("k", k)
     cluster_noise = check_float("cluster_noise", cluster_noise, low=0.0)
 
@@ -229,8 +292,9 @@ def sample(
     kwargs = {**defaults, **params}
     if sampler is None:  # "paper"
         alpha = check_float("alpha", kwargs["alpha"], low=0.0, high=1.0, low_open=True)
-        cfg = TrainingTaskConfig(n=n, d=d, n_prime=n_prime, d_prime=d_prime, s=s, alpha=alpha,
-                                 noise_std=noise_std)
+        cfg = TrainingTaskConfig(
+            n=n, d=d, n_prime=n_prime, d_prime=d_prime, s=s, alpha=alpha, noise_std=noise_std
+        )
         return training_batch(batch, cfg, generator=generator, dtype=dtype, device=device)
     X = sampler(generator, batch, d + d_prime, n + n_prime, s, d, n, **kwargs)
     return finish(X, noise_std, generator, dtype, device)

@@ -45,6 +45,7 @@ from eaglelab.tasks._checks import (
     check_params,
     finish,
     np_rng,
+    seed_record,
 )
 from eaglelab.tasks.blocks import BlockProblem, split
 
@@ -80,14 +81,16 @@ def _resolve_params(kernel: str, params: dict[str, Any], dim: int) -> dict[str, 
     out: dict[str, Any] = {}
     if "gamma" in _KERNEL_PARAMS[kernel]:
         gamma = params.get("gamma")
-        out["gamma"] = (1.0 / dim if gamma is None
-                        else check_float("gamma", gamma, low=0.0, low_open=True))
+        out["gamma"] = (
+            1.0 / dim if gamma is None else check_float("gamma", gamma, low=0.0, low_open=True)
+        )
     if kernel == "polynomial":
         out["coef0"] = check_float("coef0", params.get("coef0", 1.0))
         out["degree"] = check_int("degree", params.get("degree", 3))
     if kernel == "matern32":
-        out["length_scale"] = check_float("length_scale", params.get("length_scale", 1.0),
-                                          low=0.0, low_open=True)
+        out["length_scale"] = check_float(
+            "length_scale", params.get("length_scale", 1.0), low=0.0, low_open=True
+        )
     return out
 
 
@@ -164,8 +167,9 @@ def _points_torch(
     if kind == "gaussian":
         return torch.randn(batch, m, dim, generator=gen, dtype=f64)
     if kind == "clusters":
-        centres = _CLUSTER_CENTRE_STD * torch.randn(batch, _N_CLUSTERS, dim, generator=gen,
-                                                    dtype=f64)
+        centres = _CLUSTER_CENTRE_STD * torch.randn(
+            batch, _N_CLUSTERS, dim, generator=gen, dtype=f64
+        )
         labels = torch.randint(0, _N_CLUSTERS, (batch, m), generator=gen)
         chosen = torch.gather(centres, 1, labels.unsqueeze(-1).expand(batch, m, dim))
         return chosen + _CLUSTER_SPREAD * torch.randn(batch, m, dim, generator=gen, dtype=f64)
@@ -231,8 +235,9 @@ def _pick(
         k = check_int(name, spec)
         free = np.setdiff1d(np.arange(n_points), taken)
         if k > free.size:
-            raise ValueError(f"{name}={k} needs {k} unused points but only {free.size} of "
-                             f"{n_points} remain")
+            raise ValueError(
+                f"{name}={k} needs {k} unused points but only {free.size} of {n_points} remain"
+            )
         return np.sort(rng.choice(free, size=k, replace=False))
     idx = np.asarray(spec)
     if idx.ndim != 1 or idx.size == 0 or idx.dtype.kind not in "iu":
@@ -304,7 +309,7 @@ def nystrom_problem(
         "extra": E,
         "n_points": N,
         "dim": P.shape[1],
-        "seed": seed if isinstance(seed, int) else None,
+        "seed": seed_record(seed),
     }
     return BlockProblem(A=A.copy(), B=B.copy(), C=C.copy(), D=D.copy(), meta=meta)
 
@@ -368,9 +373,11 @@ def kernel_batch(
     rows = d + d_prime
     if layout == "shared":
         if n != d or n_prime != d_prime:
-            raise ValueError(f"layout='shared' needs n == d and n_prime == d_prime, got "
-                             f"n={n}, d={d}, n_prime={n_prime}, d_prime={d_prime}; "
-                             "use layout='independent'")
+            raise ValueError(
+                f"layout='shared' needs n == d and n_prime == d_prime, got "
+                f"n={n}, d={d}, n_prime={n_prime}, d_prime={d_prime}; "
+                "use layout='independent'"
+            )
         P = _points_torch(generator, batch, rows, dim, kind)
         X = _kernel_torch(P, P, kernel, params)
     else:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from eaglelab.tasks._checks import check_float, check_int, np_rng
+from eaglelab.tasks._checks import check_float, check_int, np_rng, seed_record
 from eaglelab.tasks.blocks import BlockProblem
 
 __all__ = ["regression_batch", "regression_problem"]
@@ -34,16 +34,18 @@ def _covariance_factor(covariance, d: int) -> np.ndarray | None:
         covariance = covariance.detach().cpu().numpy()
     S = np.asarray(covariance, dtype=np.float64)
     if S.shape != (d, d):
-        raise ValueError(f"covariance must have shape ({d}, {d}) = (n_features, n_features), "
-                         f"got {S.shape}")
+        raise ValueError(
+            f"covariance must have shape ({d}, {d}) = (n_features, n_features), got {S.shape}"
+        )
     if not np.all(np.isfinite(S)):
         raise ValueError("covariance must be finite")
     if not np.allclose(S, S.T, rtol=1e-10, atol=1e-12 * max(1.0, np.abs(S).max())):
         raise ValueError("covariance must be symmetric")
     evals, evecs = np.linalg.eigh(S)
     if evals.min() < -1e-10 * max(1.0, evals.max()):
-        raise ValueError(f"covariance must be positive semidefinite (min eigenvalue "
-                         f"{evals.min():.3g})")
+        raise ValueError(
+            f"covariance must be positive semidefinite (min eigenvalue {evals.min():.3g})"
+        )
     return evecs * np.sqrt(np.clip(evals, 0.0, None))
 
 
@@ -107,8 +109,7 @@ def regression_batch(
     w = torch.randn(batch, 1, d, generator=generator, dtype=torch.float64)
     y = w @ feats
     if noise_std > 0:
-        y[..., :n] += noise_std * torch.randn(batch, 1, n, generator=generator,
-                                               dtype=torch.float64)
+        y[..., :n] += noise_std * torch.randn(batch, 1, n, generator=generator, dtype=torch.float64)
     return torch.cat([feats, y], dim=-2).to(dtype=dtype, device=device)
 
 
@@ -152,7 +153,7 @@ def regression_problem(
         "n_features": d,
         "n_queries": nq,
         "noise_std": noise_std,
-        "seed": seed if isinstance(seed, int) else None,
+        "seed": seed_record(seed),
         "w": w,
         "covariance": None if covariance is None else np.asarray(covariance, dtype=np.float64),
     }

@@ -28,7 +28,9 @@ class TrainingTaskConfig:
     def __post_init__(self) -> None:
         for name in ("n", "d", "n_prime", "d_prime", "s"):
             if getattr(self, name) < 1:
-                raise ValueError(f"TrainingTaskConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise ValueError(
+                    f"TrainingTaskConfig.{name} must be >= 1, got {getattr(self, name)}"
+                )
         if not 0 < self.alpha <= 1:
             raise ValueError(f"TrainingTaskConfig.alpha must lie in (0, 1], got {self.alpha}")
         if self.noise_std < 0:
