@@ -62,13 +62,16 @@ def solve(
     if engine not in ("process", "simulate"):
         fail(f"--engine {engine!r} is not known; use process or simulate")
     methods = method or ["eagle"]
+    _check_options_apply(methods, sketch=sketch, r=r, freeze_tol=freeze_tol)
     try:
         problem = _problem(path, n, d, n_prime, d_prime, kappa, rank, seed)
         rows = []
         for m in methods:
-            res = run_method(problem, m, tol=tol, max_iter=max_iter, sketch=sketch, r=r,
+            # -r is EAGLE's sketch size only together with --sketch; sgd always takes it
+            r_m = r if (m == "sgd" or sketch is not None) else None
+            res = run_method(problem, m, tol=tol, max_iter=max_iter, sketch=sketch, r=r_m,
                              workers=workers, engine=engine, freeze_tol=freeze_tol,
-                             dtype=np.dtype(dtype), seed=seed)
+                             dtype=np.dtype(dtype), seed=seed, strict=len(methods) == 1)
             rows.append(res)
     except ValueError as exc:
         fail(str(exc))
@@ -92,6 +95,21 @@ def solve(
     for s in summaries:
         if not s["converged"]:
             console.print(f"[yellow]{s['method']}[/]: {s['status']}")
+
+
+def _check_options_apply(methods: list[str], **given) -> None:
+    """An option set on the command line must be taken by at least one requested method."""
+    import inspect
+
+    from eaglelab.solvers.solve import solver_function
+
+    try:
+        params = [set(inspect.signature(solver_function(m)).parameters) for m in methods]
+    except ValueError as exc:
+        fail(str(exc))
+    for name, value in given.items():
+        if value is not None and not any(name in p for p in params):
+            fail(f"--{name.replace('_', '-')} does not apply to {', '.join(methods)}")
 
 
 def _summary(res, problem) -> dict:

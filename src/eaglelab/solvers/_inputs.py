@@ -15,7 +15,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-__all__ = ["Prepared", "prepare", "wrap_like", "check_positive", "check_int", "to_dense"]
+__all__ = ["Prepared", "prepare", "wrap_like", "check_positive", "check_int", "check_reference",
+           "to_dense"]
 
 _TORCH_TO_NP = {torch.float32: np.float32, torch.float64: np.float64}
 
@@ -135,3 +136,19 @@ def check_int(name: str, value: int, *, minimum: int = 1, maximum: int | None = 
         rng = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
         raise ValueError(f"{name} must be {rng}, got {value}")
     return v
+
+
+def check_reference(reference: Any, dp: int, nq: int) -> np.ndarray | None:
+    """The reference D* as a finite float64 d' x n' array (None passes through)."""
+    if reference is None:
+        return None
+    if hasattr(reference, "detach"):
+        reference = reference.detach().cpu().numpy()
+    elif hasattr(reference, "toarray"):
+        reference = reference.toarray()
+    ref = np.asarray(reference, dtype=np.float64)
+    if ref.shape != (dp, nq):
+        raise ValueError(f"reference has shape {ref.shape}; it must be d' x n' = {(dp, nq)}")
+    if not np.all(np.isfinite(ref)):
+        raise ValueError("reference contains NaN or Inf entries; pass a finite D*")
+    return ref

@@ -27,9 +27,15 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from eaglelab.solvers._inputs import check_int, check_positive, prepare, to_dense, wrap_like
+from eaglelab.solvers._inputs import (
+    check_int,
+    check_positive,
+    check_reference,
+    prepare,
+    to_dense,
+    wrap_like,
+)
 from eaglelab.solvers._result import SolveResult, StopRule, Timer
-from eaglelab.solvers.lstsq import _check_reference
 
 __all__ = ["cg_normal"]
 
@@ -78,7 +84,7 @@ def cg_normal(A: Any, B: Any, C: Any, *, tol: float = 1e-10, max_iter: int = 100
     max_iter = check_int("max_iter", max_iter)
     prep = prepare(A, B, C, dtype=dtype, keep_sparse=True)
     d, n, dp, nq = prep.shape
-    ref = _check_reference(reference, dp, nq)
+    ref = check_reference(reference, dp, nq)
     dt = prep.dtype
     A_ = prep.A
     At = A_.T
@@ -111,16 +117,14 @@ def cg_normal(A: Any, B: Any, C: Any, *, tol: float = 1e-10, max_iter: int = 100
             D_old, D = D, X.T @ C_
             if stop.record(D, D_old):
                 break
-    if stop.diverged:
-        D, X = D_old, X * np.nan  # keep the last finite D; W is meaningless now
-        status = stop.status()
+    if stop.diverged:  # keep the last finite iterate; the status says what happened
+        D, W = D_old, None
     else:
-        status = stop.status()
-    W = np.ascontiguousarray(X.T)
+        W = wrap_like(np.ascontiguousarray(X.T), prep)
     return SolveResult(
-        D=wrap_like(D, prep), W=None if stop.diverged else wrap_like(W, prep), method="cg",
-        iterations=len(stop.history.change), converged=stop.converged and not stop.diverged,
-        status=status, history=stop.history, seconds=timer(), floats_sent_per_worker=0,
+        D=wrap_like(D, prep), W=W, method="cg", iterations=len(stop.history.change),
+        converged=stop.converged and not stop.diverged, status=stop.status(),
+        history=stop.history, seconds=timer(), floats_sent_per_worker=0,
         info={"products": products, "normal_residuals": np.sqrt(np.maximum(rr, 0)).tolist()})
 
 

@@ -24,10 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from eaglelab.solvers._inputs import check_int, check_positive, prepare, wrap_like
+from eaglelab.solvers._inputs import check_int, check_positive, check_reference, prepare, wrap_like
 from eaglelab.solvers._result import SolveResult, StopRule, Timer
 from eaglelab.solvers._update import DenseWorkspace, dense_update
-from eaglelab.solvers.eagle import _check_reference
 
 __all__ = ["eagle_distributed", "distributed_gd", "partition_columns", "check_partition"]
 
@@ -101,7 +100,7 @@ def _run(A, B, C, *, workers, partition, eta, gamma, tol, max_iter, reference, f
     gamma = check_positive("gamma", gamma)
     if freeze_tol is not None:
         freeze_tol = check_positive("freeze_tol", freeze_tol)
-    ref = _check_reference(reference, dp, np_)
+    ref = check_reference(reference, dp, np_)
     if (workers is None) == (partition is None):
         raise ValueError("give exactly one of workers=M or partition=[column index arrays]")
     if partition is None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from eaglelab.solvers._inputs import check_int, check_positive, prepare, wrap_like
+from eaglelab.solvers._inputs import check_int, check_positive, check_reference, prepare, wrap_like
 from eaglelab.solvers._result import SolveResult, StopRule, Timer
 from eaglelab.solvers._update import DenseWorkspace, dense_update, sketched_update
 from eaglelab.solvers.schedule import Schedule
@@ -74,7 +74,7 @@ def eagle(A, B, C, *, eta: float = 1 / 3, gamma: float = 1.0, tol: float = 1e-10
     gamma = check_positive("gamma", gamma)
     if freeze_tol is not None:
         freeze_tol = check_positive("freeze_tol", freeze_tol)
-    ref = _check_reference(reference, dp, np_)
+    ref = check_reference(reference, dp, np_)
     if schedule is not None:
         if sketch is not None:
             raise ValueError("pass either schedule= (fixed steps and sketches) or sketch=, not both")
@@ -143,15 +143,3 @@ def eagle(A, B, C, *, eta: float = 1 / 3, gamma: float = 1.0, tol: float = 1e-10
     return SolveResult(D=wrap_like(D_out, prep), method=method, iterations=len(stop.history.change),
                        converged=converged, status=status, history=stop.history,
                        seconds=timer(), info=info)
-
-
-def _check_reference(reference, dp: int, np_: int):
-    if reference is None:
-        return None
-    ref = np.asarray(reference.detach().cpu().numpy() if hasattr(reference, "detach") else reference,
-                     dtype=np.float64)
-    if ref.shape != (dp, np_):
-        raise ValueError(f"reference has shape {ref.shape}; it must be d' x n' = {(dp, np_)}")
-    if not np.all(np.isfinite(ref)):
-        raise ValueError("reference contains NaN or Inf")
-    return ref

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
-from eaglelab.solvers._inputs import prepare, wrap_like
+from eaglelab.solvers._inputs import check_reference, prepare, wrap_like
 from eaglelab.solvers._result import History, SolveResult, Timer
 
 __all__ = ["lstsq", "LSTSQ_DRIVERS"]
@@ -68,7 +68,7 @@ def lstsq(A: Any, B: Any, C: Any, *, reference: Any = None, driver: str = "gelsd
                          f"use one of {LSTSQ_DRIVERS}")
     prep = prepare(A, B, C, dtype=dtype)
     d, n, dp, nq = prep.shape
-    ref = _check_reference(reference, dp, nq)
+    ref = check_reference(reference, dp, nq)
     dt = prep.dtype
     rcond = max(d, n) * float(np.finfo(dt).eps)
     Wt, _, rank, _ = scipy.linalg.lstsq(prep.A.T, prep.B.T, cond=rcond, lapack_driver=driver,
@@ -84,22 +84,6 @@ def lstsq(A: Any, B: Any, C: Any, *, reference: Any = None, driver: str = "gelsd
         "failed: the LAPACK solve produced non-finite values; rescale A and B",
         history=history, seconds=timer(), floats_sent_per_worker=0,
         info={"driver": driver, "rcond": rcond, "rank": int(rank)})
-
-
-def _check_reference(reference: Any, dp: int, nq: int) -> np.ndarray | None:
-    """The reference D* as a finite float64 d' x n' array (None passes through)."""
-    if reference is None:
-        return None
-    if hasattr(reference, "detach"):
-        reference = reference.detach().cpu().numpy()
-    elif hasattr(reference, "toarray"):
-        reference = reference.toarray()
-    ref = np.asarray(reference, dtype=np.float64)
-    if ref.shape != (dp, nq):
-        raise ValueError(f"reference has shape {ref.shape}; it must be d' x n' = {(dp, nq)}")
-    if not np.all(np.isfinite(ref)):
-        raise ValueError("reference contains NaN or Inf entries; pass a finite D*")
-    return ref
 
 
 def _final_history(D: np.ndarray, ref: np.ndarray | None, timer: Timer) -> History:

@@ -57,11 +57,12 @@ _COMMON = ("tol", "max_iter", "dtype", "reference")
 
 
 def solve_problem(problem, method: str = "eagle", *, workers: int = 1, engine: str = "simulate",
-                  **options) -> SolveResult:
+                  strict: bool = True, **options) -> SolveResult:
     """Solve a `BlockProblem` (records the error against its float64 reference).
 
     Options set to None are ignored; `tol`, `max_iter` and `dtype` go to methods that take
-    them; any other option the method does not take raises ValueError naming it.  With
+    them; any other option the method does not take raises ValueError naming it (with
+    strict=False it is dropped: used when one set of options serves several methods).  With
     workers > 1, "eagle" and "distributed_gd" run distributed: engine "simulate" in one
     process, "process" as real processes over torch.distributed (gloo, loopback).
     """
@@ -87,7 +88,7 @@ def solve_problem(problem, method: str = "eagle", *, workers: int = 1, engine: s
     accepted = inspect.signature(fn).parameters
     for key in list(options):
         if key not in accepted:
-            if key in _COMMON or key == "seed":
+            if key in _COMMON or key == "seed" or not strict:
                 options.pop(key)
             else:
                 raise ValueError(f"option {key}={options[key]!r} does not apply to method {method}")

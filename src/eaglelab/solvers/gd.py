@@ -1,0 +1,228 @@
+"""Gradient descent on the least-squares objective: a baseline of the brief, section 5.
+
+    f(W) = 1/2 ||W A - B||_F^2 + ridge/2 ||W||_F^2,
+    W_{k+1} = W_k - step * ((W_k A - B) A^T + ridge W_k),     W_0 = 0,    D_k = W_k C.
+
+Step size.  The gradient is Lipschitz with constant L = sigma_max(A)^2 + ridge; the
+default step is 1/L with sigma_max estimated by power iteration on A A^T (the same tuning
+EAGLE gets: rho = 1/||A||_2^2).  Power iteration approaches sigma_max from below, so the
+step can exceed 1/L by the estimate's (tiny) relative error; anything below 2/L is stable.
+Without ridge the error in the direction of singular value sigma_i contracts by
+(1 - sigma_i^2 / sigma_max^2) per iteration: about kappa^2 log(1/eps) iterations.
+
+Ridge.  With ridge = 0 and W_0 = 0 every iterate has its rows in range(A), so GD converges
+to the minimum-norm solution B A^+ even for rank-deficient A -- but only at the rate of the
+smallest *nonzero* singular value, and numerically rank-deficient A (singular values at
+round-off level) leaves directions that are never fitted.  `ridge=None` therefore picks
+
+    ridge = 1e-3 * sigma_max^2   if A is detected to be numerically rank deficient,
+    ridge = 0                    otherwise.
+
+Detection is cheap and conservative (never a false alarm, may miss):
+  1. structural: d > n means rank(A) <= n < d (free);
+  2. otherwise k = min(d, power_iters) Lanczos steps (full reorthogonalisation) on A A^T
+     from a random start give Ritz values; the smallest, theta_min, is an upper bound on
+     lambda_min(A A^T).  A is flagged when theta_min <= max(d, n) * eps * theta_max, i.e.
+     when A A^T -- the operator GD iterates with -- is singular to working precision.
+     The Krylov space of A A^T has dimension at most rank(A) + 1, so Lanczos stops on an
+     invariant subspace, with exact Ritz values including 0, once k > rank(A): an exactly
+     rank-deficient A with rank(A) < k is always found.  Otherwise (rank(A) >= k, or
+     singular values that are tiny but not zero) it is found only if Lanczos converged to
+     the bottom of the spectrum; if not, ridge stays 0, which is still correct (see above).
+The cost is k products with A A^T, i.e. about k / 2 GD iterations when d' = 2.
+
+The ridge BIASES the answer: GD then converges to W_ridge = B A^T (A A^T + ridge I)^{-1},
+which shrinks the component along singular value sigma_i by sigma_i^2 / (sigma_i^2 + ridge)
+(a relative error of ridge / sigma_i^2 for sigma_i^2 >> ridge, e.g. 10% at
+sigma_i = 0.1 sigma_max).  Pass ridge=0 for the unbiased (slow) iteration.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+
+from eaglelab.solvers._inputs import check_int, check_positive, check_reference, prepare, wrap_like
+from eaglelab.solvers._result import SolveResult, StopRule, Timer
+from eaglelab.solvers.cg import _matmat
+
+__all__ = ["gradient_descent", "RIDGE_FACTOR"]
+
+RIDGE_FACTOR = 1e-3  # automatic ridge, relative to sigma_max^2
+
+
+def gradient_descent(A: Any, B: Any, C: Any, *, tol: float = 1e-10, max_iter: int = 1000,
+                     reference: Any = None, step: float | None = None,
+                     ridge: float | None = None, power_iters: int = 50, seed: int | None = 0,
+                     dtype: Any = None) -> SolveResult:
+    """Complete D = B A^+ C with (optionally ridge-regularised) gradient descent.
+
+    Parameters
+    ----------
+    A, B, C : array-like
+        Blocks of shapes d x n, d' x n and d x n' (numpy arrays, scipy.sparse matrices,
+        which are densified, or torch tensors of dtype float32/float64).
+    tol : float
+        Stop when ||D_k - D_{k-1}||_F <= tol * ||D_k||_F (the shared `StopRule`).
+    max_iter : int
+        Iteration limit (one full gradient per iteration).
+    reference : array-like, optional
+        D* (d' x n'); the relative error of every iterate is recorded.
+    step : float, optional
+        Step size; default 1 / (sigma_max^2 + ridge) with sigma_max from power iteration.
+    ridge : float, optional
+        Tikhonov weight (>= 0).  None: 1e-3 sigma_max^2 if A is detected to be numerically
+        rank deficient, else 0 (see the module docstring).  A positive ridge biases D.
+    power_iters : int
+        Maximum power-iteration steps for sigma_max (stops early once the estimate is
+        stable to 1e-12); also the Lanczos budget of the rank check.
+    seed : int or None
+        Seed of the random start vectors.
+    dtype : optional
+        float32 or float64 to force a precision (default: the inputs' common precision).
+
+    Returns
+    -------
+    SolveResult
+        method "gd", W = W_k; info holds sigma_max (the estimate), power_iterations, step,
+        ridge, ridge_rule and, when checked, lanczos_ratio = theta_min / theta_max.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> A = np.linalg.qr(rng.standard_normal((6, 6)))[0]; W = rng.standard_normal((2, 6))
+    >>> res = gradient_descent(A, W @ A, A, tol=1e-12)
+    >>> res.converged, bool(np.allclose(res.D, W @ A))
+    (True, True)
+    """
+    timer = Timer()
+    tol = check_positive("tol", tol)
+    max_iter = check_int("max_iter", max_iter)
+    power_iters = check_int("power_iters", power_iters)
+    if step is not None:
+        step = check_positive("step", step)
+    if ridge is not None:
+        ridge = check_positive("ridge", ridge, allow_zero=True)
+    prep = prepare(A, B, C, dtype=dtype)
+    d, n, dp, nq = prep.shape
+    ref = check_reference(reference, dp, nq)
+    dt = prep.dtype
+    A_ = np.ascontiguousarray(prep.A)
+    At = A_.T
+    Bt = np.ascontiguousarray(prep.B.T)
+    C_ = prep.C
+    rng = np.random.default_rng(seed)
+
+    sigma, p_iters = power_sigma_max(A_, power_iters, rng)
+    info: dict[str, Any] = {"sigma_max": sigma, "power_iterations": p_iters}
+    if ridge is None:
+        deficient, why, ratio = _numerically_rank_deficient(A_, min(d, power_iters), rng)
+        ridge = RIDGE_FACTOR * sigma**2 if deficient else 0.0
+        info["ridge_rule"] = f"auto: {why}"
+        if ratio is not None:
+            info["lanczos_ratio"] = ratio
+    else:
+        info["ridge_rule"] = "given"
+    if step is None:
+        step = 1.0 / (sigma**2 + ridge)
+    info.update(step=step, ridge=ridge)
+
+    Wt = np.zeros((d, dp), dtype=dt)  # W^T
+    D = np.zeros((dp, nq), dtype=dt)
+    stop = StopRule(tol, max_iter, ref, timer)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for _ in range(max_iter):
+            Rt = _matmat(At, Wt) - Bt  # (W A - B)^T, n x d'
+            G = _matmat(A_, Rt)
+            if ridge:
+                G += ridge * Wt
+            Wt -= step * G
+            D_old, D = D, Wt.T @ C_
+            if stop.record(D, D_old):
+                break
+    return _finish(stop, D, D_old, Wt, prep, timer, "gd", info)
+
+
+def power_sigma_max(A: np.ndarray, iters: int, rng: np.random.Generator) -> tuple[float, int]:
+    """Estimate sigma_max(A) by power iteration on A A^T from a Gaussian start.
+
+    Returns (estimate, iterations used); stops early when the Rayleigh quotient
+    ||A^T v||^2 changes by less than 1e-12 relatively.  The estimate never exceeds
+    sigma_max (up to round-off) and approaches it from below.
+    """
+    v = rng.standard_normal(A.shape[0]).astype(A.dtype, copy=False)
+    v /= np.linalg.norm(v)
+    lam = 0.0
+    k = 0
+    for k in range(1, iters + 1):  # noqa: B007 - k is reported
+        u = A.T @ v
+        lam_new = float(u @ u)
+        w = A @ u
+        nw = float(np.linalg.norm(w))
+        if nw == 0.0 or not np.isfinite(nw):  # A^T v = 0: restart is pointless, keep lam
+            lam = max(lam, lam_new)
+            break
+        v = w / nw
+        done = abs(lam_new - lam) <= 1e-12 * lam_new
+        lam = lam_new
+        if done:
+            break
+    return float(np.sqrt(lam)), k
+
+
+def _numerically_rank_deficient(A: np.ndarray, k: int, rng: np.random.Generator
+                                ) -> tuple[bool, str, float | None]:
+    """Cheap, conservative rank check of A (d x n); see the module docstring."""
+    d, n = A.shape
+    if d > n:
+        return True, f"d = {d} > n = {n}, so A A^T is singular", None
+    lo, hi = _lanczos_extremes(A, k, rng)
+    ratio = lo / hi if hi > 0 else 0.0
+    thresh = max(d, n) * float(np.finfo(A.dtype).eps)
+    if ratio <= thresh:
+        return True, (f"Lanczos ({k} steps) found lambda_min/lambda_max of A A^T <= "
+                      f"{ratio:.1e} <= {thresh:.1e}"), ratio
+    return False, f"no rank deficiency found by {k} Lanczos steps", ratio
+
+
+def _lanczos_extremes(A: np.ndarray, k: int, rng: np.random.Generator) -> tuple[float, float]:
+    """Smallest and largest Ritz values of A A^T after <= k Lanczos steps with full
+    reorthogonalisation (theta_min >= lambda_min, theta_max <= lambda_max)."""
+    d = A.shape[0]
+    V = np.zeros((k, d), dtype=np.float64)
+    alphas: list[float] = []
+    betas: list[float] = []
+    v = rng.standard_normal(d)
+    v /= np.linalg.norm(v)
+    scale = 0.0
+    for j in range(k):
+        V[j] = v
+        w = (A @ (A.T @ v.astype(A.dtype, copy=False))).astype(np.float64)
+        coef = V[: j + 1] @ w
+        w -= V[: j + 1].T @ coef
+        w -= V[: j + 1].T @ (V[: j + 1] @ w)  # second pass: orthogonality to round-off
+        alphas.append(float(coef[j]))
+        b = float(np.linalg.norm(w))
+        scale = max(scale, abs(coef[j]), b)
+        if j == k - 1 or b <= 1e-14 * scale:  # budget spent, or invariant subspace found
+            break
+        betas.append(b)
+        v = w / b
+    theta = scipy.linalg.eigvalsh_tridiagonal(np.array(alphas), np.array(betas))
+    return max(float(theta[0]), 0.0), float(theta[-1])
+
+
+def _finish(stop: StopRule, D: np.ndarray, D_old: np.ndarray, Wt: np.ndarray, prep: Any,
+            timer: Timer, method: str, info: dict[str, Any]) -> SolveResult:
+    """Package an iterative W-iteration (shared with `sgd_sketch`)."""
+    if stop.diverged:  # keep the last finite iterate; the status says what happened
+        D, W = D_old, None
+    else:
+        W = wrap_like(np.ascontiguousarray(Wt.T), prep)
+    return SolveResult(
+        D=wrap_like(D, prep), W=W, method=method, iterations=len(stop.history.change),
+        converged=stop.converged and not stop.diverged, status=stop.status(),
+        history=stop.history, seconds=timer(), floats_sent_per_worker=0, info=info)
