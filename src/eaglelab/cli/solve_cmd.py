@@ -120,4 +120,6 @@ def _summary(res, problem) -> dict:
     out = res.summary()
     out["relative_error"] = err / ref_norm if ref_norm > 0 else err
     out["residual"] = err**2 / float(np.linalg.norm(problem.B)) ** 2
+    if "comm" in res.info:  # measured per-rank communication of the multi-process engine
+        out["communication"] = res.info["comm"]
     return out
