@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from eaglelab.cli import solve_cmd
+from eaglelab.cli import demo_cmd, extract_cmd, solve_cmd, train_cmd
 
 app = typer.Typer(
     name="eaglelab",
@@ -13,6 +13,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+demo_cmd.register(app)
+train_cmd.register(app)
+extract_cmd.register(app)
 solve_cmd.register(app)
 
 

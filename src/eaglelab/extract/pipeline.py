@@ -1,0 +1,179 @@
+"""The whole extraction, from a trained (multi-seed) model to an `Extraction`.
+
+prune -> products -> sparsify/quantise (and re-evaluate) -> property tests -> per-layer
+steps and calibration norms -> scaling-law fit -> the extracted algorithm -> fidelity
+against the model, plus the canonical EAGLE with the fitted constants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from eaglelab.extract.algorithm import ExtractedAlgorithm
+from eaglelab.extract.fidelity import layer_fidelity, layer_quantities, nystrom_mse, prediction_mse
+from eaglelab.extract.products import LayerProducts, model_products, products_forward
+from eaglelab.extract.properties import block_structure, numerical_rank, sketch_comparison
+from eaglelab.extract.prune import prune_heads
+from eaglelab.extract.scaling import batch_max_norms, fit_constant, layer_steps, learned_sketch
+from eaglelab.extract.simplify import simplify_products
+from eaglelab.tasks.blocks import prompt
+
+__all__ = ["Extraction", "SeedExtraction", "extract", "held_out"]
+
+
+@dataclass
+class SeedExtraction:
+    seed: int
+    steps_A: list[float]
+    steps_C: list[float]
+    norms: list[float]
+    eta: float                       # fitted eta (scaling law over layers)
+    gamma: float
+    eta_layers: list[float]
+    gamma_layers: list[float]
+    fidelity: list[float]            # model vs extracted algorithm, per layer
+    fidelity_canonical: list[float]  # model vs canonical EAGLE (fitted constants)
+    mse: float                       # model test MSE
+    mse_algorithm: float
+    mse_canonical: float
+    mse_simplified: float            # model with sparsified + quantised products
+    structure: list[list[dict]]      # per layer, per head: block statistics
+    ranks: list[list[int]]           # numerical rank of each head's top-left W_QK block
+    layers_model: dict[str, list[float]]
+    layers_algorithm: dict[str, list[float]]
+    simplify: dict
+    sketch: list[dict] | None = None
+    algorithm: ExtractedAlgorithm | None = field(default=None, repr=False)
+    products: LayerProducts | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k not in ("algorithm", "products")}
+        out["algorithm"] = None if self.algorithm is None else self.algorithm.to_dict()
+        return out
+
+
+@dataclass
+class Extraction:
+    regime: str
+    seeds: list[SeedExtraction]
+    nystrom_mse: float
+    prune: dict | None
+    config: dict
+
+    def summary(self) -> dict[str, Any]:
+        f = np.array([s.fidelity for s in self.seeds])
+        fc = np.array([s.fidelity_canonical for s in self.seeds])
+        eta = np.array([s.eta for s in self.seeds])
+        gamma = np.array([s.gamma for s in self.seeds])
+        mse = np.array([s.mse for s in self.seeds])
+        return {
+            "regime": self.regime,
+            "seeds": len(self.seeds),
+            "fidelity": f.mean(axis=0).tolist(),
+            "fidelity_std": f.std(axis=0).tolist(),
+            "fidelity_canonical": fc.mean(axis=0).tolist(),
+            "mse": float(mse.mean()),
+            "mse_algorithm": float(np.mean([s.mse_algorithm for s in self.seeds])),
+            "mse_canonical": float(np.mean([s.mse_canonical for s in self.seeds])),
+            "mse_simplified": float(np.mean([s.mse_simplified for s in self.seeds])),
+            "nystrom_mse": self.nystrom_mse,
+            "eta": float(eta.mean()), "eta_std": float(eta.std()),
+            "gamma": float(gamma.mean()), "gamma_std": float(gamma.std()),
+            "faithful": bool(np.all(f.mean(axis=0) < mse.mean())),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"summary": self.summary(), "regime": self.regime, "config": self.config,
+                "nystrom_mse": self.nystrom_mse, "prune": self.prune,
+                "seeds": [s.to_dict() for s in self.seeds]}
+
+
+def held_out(task, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Z0, D): prompts and true hidden blocks of a fixed seeded batch (float64), drawn from
+    the run's task distribution (training or estimation) with exact float64 sampling."""
+    from eaglelab.train.data import draw_batch
+
+    X = draw_batch(task, size, torch.Generator().manual_seed(seed), dtype=torch.float64,
+                   sampler="exact")
+    return prompt(X, task.d, task.n), X[:, task.d:, task.n:].clone()
+
+
+@torch.no_grad()
+def extract(model, task, *, val_size: int = 1024, seed: int = 20251,
+            prune_to: int = 1, factor: float = 1.5, qk_levels: int = 2, vp_levels: int = 3,
+            sketch_draws: int = 200) -> Extraction:
+    """Extract the algorithm from every seed of `model` (a LinearTransformer)."""
+    c = model.config
+    if (c.n, c.d, c.n_prime, c.d_prime) != (task.n, task.d, task.n_prime, task.d_prime):
+        raise ValueError(f"model sizes (n, d, n', d') = {(c.n, c.d, c.n_prime, c.d_prime)} do not "
+                         f"match the task's {(task.n, task.d, task.n_prime, task.d_prime)}")
+    model = model.double() if model.theta.dtype != torch.float64 else model
+    Z0, D = held_out(task, val_size, seed)
+    Zc, _ = held_out(task, val_size, seed + 1)          # calibration batch for the norms
+    prune = None
+    per_group = c.heads
+    if per_group > prune_to:
+        pr = prune_heads(model, Z0, D, keep=prune_to)
+        model, prune = pr.model, pr.to_dict()
+    partition = model.layout.partition() if model.layout is not None else None
+    rank_support = c.r if c.regime == "compute-limited" else None
+    seeds = []
+    for k in range(model.num_seeds):
+        one = model.seed_slice(k)
+        prods = model_products(one, 0)
+        simple, rep = simplify_products(prods, factor=factor, qk_levels=qk_levels,
+                                        vp_levels=vp_levels, seed=k)
+        Zm = [z[0] for z in one.layer_outputs(Z0)]
+        Zs_simple = products_forward(Z0, simple, c.d)
+        sA, sC, _, _ = layer_steps(prods, c.regime, c.n, r=rank_support, partition=partition)
+        sketches = None
+        if c.regime == "compute-limited":
+            sketches = [learned_sketch(prods.W_QK[l][0], c.n, c.r) for l in range(c.layers)]
+        calib = [z[0] for z in one.layer_outputs(Zc)]
+        norms = batch_max_norms(calib, c.d, c.n, partition, sketches)
+        eta_l, gamma_l = (sA * norms).tolist(), (sC * norms).tolist()
+        alg = ExtractedAlgorithm(c.regime, c.n, c.d, eta_l, gamma_l, norms.tolist(),
+                                 sketches=sketches, partition=partition)
+        # the last layer's A update is never read (only its D slot is), so eta is fitted on
+        # layers 1..L-1; gamma (which moves C and D) on every layer
+        eta = fit_constant(sA[:-1], norms[:-1]) if c.layers > 1 else fit_constant(sA, norms)
+        gamma = fit_constant(sC, norms)
+        canon = ExtractedAlgorithm(c.regime, c.n, c.d, [eta] * c.layers, [gamma] * c.layers,
+                                   norms.tolist(), sketches=sketches, partition=partition)
+        Za, Zcanon = alg.run(Z0), canon.run(Z0)
+        structure, ranks = [], []
+        for l in range(c.layers):
+            row, rk = [], []
+            for h, (Wqk, Wvp) in enumerate(zip(prods.W_QK[l], prods.W_VP[l], strict=True)):
+                cols = None if partition is None else partition[h % len(partition)]
+                row.append({"qk": block_structure(Wqk, c.n, cols),
+                            "vp": block_structure(Wvp, c.n, cols)})
+                blk = Wqk[:c.n, :c.n] if cols is None else Wqk[np.ix_(cols, cols)]
+                rk.append(numerical_rank(blk))
+            structure.append(row)
+            ranks.append(rk)
+        sketch = None
+        if c.regime == "compute-limited":
+            sketch = [sketch_comparison(prods.W_QK[l][0][:c.n, :c.n], c.r, sketch_draws, l)
+                      for l in range(c.layers)]
+        data_rank = min(getattr(task, "s", task.n), task.n, task.d)
+        seeds.append(SeedExtraction(
+            seed=int(one.seeds[0]), steps_A=sA.tolist(), steps_C=sC.tolist(),
+            norms=norms.tolist(), eta=eta, gamma=gamma, eta_layers=eta_l, gamma_layers=gamma_l,
+            fidelity=layer_fidelity(Zm, Za), fidelity_canonical=layer_fidelity(Zm, Zcanon),
+            mse=prediction_mse(Zm[-1], D, c.d, c.n),
+            mse_algorithm=prediction_mse(Za[-1], D, c.d, c.n),
+            mse_canonical=prediction_mse(Zcanon[-1], D, c.d, c.n),
+            mse_simplified=prediction_mse(Zs_simple[-1], D, c.d, c.n),
+            structure=structure, ranks=ranks,
+            layers_model=layer_quantities(Zm, D, c.d, c.n, data_rank),
+            layers_algorithm=layer_quantities(Za, D, c.d, c.n, data_rank),
+            simplify=rep.to_dict(), sketch=sketch, algorithm=alg, products=prods))
+    config = {"val_size": val_size, "seed": seed, "prune_to": prune_to, "factor": factor,
+              "qk_levels": qk_levels, "vp_levels": vp_levels, "model": c.to_dict(),
+              "task": task.to_dict()}
+    return Extraction(c.regime, seeds, nystrom_mse(Z0, D, c.d, c.n), prune, config)

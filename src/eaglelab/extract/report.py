@@ -1,0 +1,181 @@
+"""Markdown report and figures of an `Extraction` (the paper's Figs. 2-5, Tables 1/3)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from eaglelab.extract.pipeline import Extraction  # noqa: E402
+from eaglelab.extract.properties import random_projector  # noqa: E402
+
+__all__ = ["write_report", "fidelity_table", "update_rule"]
+
+
+def update_rule(ex: Extraction) -> str:
+    """The discovered update in words and numbers (fitted constants, mean over seeds)."""
+    s = ex.summary()
+    sk = ex.regime == "compute-limited"
+    As, Bs, St = ("A S_l", "B S_l", " S_l^T") if sk else ("A", "B", "")
+    lines = [
+        f"rho_l = 1 / N_l,  N_l = largest ||{As}||_2^2 over a training batch at layer l",
+        f"A <- A - eta rho_l ({As})({As})^T({As}){St}",
+        f"B <- B - eta rho_l ({Bs})({As})^T({As}){St}",
+        f"C <- C - gamma rho_l ({As})({As})^T C",
+        f"D <- D + gamma rho_l ({Bs})({As})^T C",
+        f"eta = {s['eta']:.3f} +- {s['eta_std']:.3f},  gamma = {s['gamma']:.3f} +- "
+        f"{s['gamma_std']:.3f}  (over {s['seeds']} seed(s))",
+    ]
+    if sk:
+        lines.insert(1, "S_l: the learned n x r sketch of layer l (orthonormal columns)")
+    if ex.regime == "distributed":
+        lines.insert(1, "every machine mu applies the update to its own (A^mu, B^mu) and the "
+                        "shared (C, D); C and D are then averaged over the machines")
+    return "\n".join(lines)
+
+
+def fidelity_table(ex: Extraction) -> str:
+    s = ex.summary()
+    L = len(s["fidelity"])
+    head = "| quantity | " + " | ".join(f"layer {l + 1}" for l in range(L)) + " |"
+    sep = "|---|" + "---|" * L
+    rows = [head, sep,
+            "| fidelity, extracted (mean) | " + " | ".join(f"{v:.2e}" for v in s["fidelity"]) + " |",
+            "| fidelity, extracted (std) | " + " | ".join(f"{v:.1e}" for v in s["fidelity_std"]) + " |",
+            "| fidelity, canonical EAGLE | " + " | ".join(f"{v:.2e}" for v in s["fidelity_canonical"])
+            + " |"]
+    return "\n".join(rows)
+
+
+def _heatmaps(ex: Extraction, path: Path) -> None:
+    seed = ex.seeds[0]
+    prods = seed.products
+    if prods is None:
+        return
+    L = len(prods.W_QK)
+    fig, axes = plt.subplots(2, L, figsize=(3 * L, 6), squeeze=False)
+    for l in range(L):
+        for row, (name, mats) in enumerate((("W_QK", prods.W_QK), ("W_VP", prods.W_VP))):
+            W = sum(mats[l])
+            v = float(np.abs(W).max()) or 1.0
+            ax = axes[row, l]
+            im = ax.imshow(W, cmap="RdBu_r", vmin=-v, vmax=v)
+            ax.set_title(f"{name}, layer {l + 1}", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.suptitle(f"{ex.regime}: weight products (seed {seed.seed}, heads summed)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _layerwise(ex: Extraction, path: Path) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for s in ex.seeds:
+        x = np.arange(len(s.layers_model["kappa"]))
+        axes[0].semilogy(x, s.layers_model["kappa"], "o-", color="C0", alpha=0.6)
+        axes[0].semilogy(x, s.layers_algorithm["kappa"], "x--", color="C1", alpha=0.6)
+        axes[1].semilogy(x, s.layers_model["mse"], "o-", color="C0", alpha=0.6)
+        axes[1].semilogy(x, s.layers_algorithm["mse"], "x--", color="C1", alpha=0.6)
+    axes[0].set_title("condition number of A_l (median over tasks)")
+    axes[1].set_title("MSE of the D slot read-out")
+    for ax in axes:
+        ax.set_xlabel("layer l")
+        ax.plot([], [], "o-", color="C0", label="transformer")
+        ax.plot([], [], "x--", color="C1", label="extracted EAGLE")
+        ax.legend()
+    fig.suptitle(f"{ex.regime}: layer-wise quantities")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _scaling(ex: Extraction, path: Path) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    s0 = ex.summary()
+    for ax, key, const, name in ((axes[0], "steps_A", s0["eta"], "eta"),
+                                 (axes[1], "steps_C", s0["gamma"], "gamma")):
+        xs = []
+        for s in ex.seeds:
+            x = 1.0 / np.asarray(s.norms)
+            ax.plot(x, getattr(s, key), "o", alpha=0.6)
+            xs.append(x)
+        grid = np.linspace(0, max(np.max(x) for x in xs) * 1.05, 50)
+        ax.plot(grid, const * grid, "k--", label=f"{name} = {const:.2f}")
+        ax.set_xlabel("1 / N_l  (N_l = batch-max ||A_l||^2)")
+        ax.set_ylabel(f"learned step ({'-a1 a2' if key == 'steps_A' else '-a1 a3'})")
+        ax.legend()
+    fig.suptitle(f"{ex.regime}: scaling law of the learned steps (one colour per seed)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _sketch(ex: Extraction, path: Path) -> None:
+    seed = ex.seeds[0]
+    if not seed.sketch:
+        return
+    r = seed.sketch[0]["r"]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for l, info in enumerate(seed.sketch):
+        ev = np.asarray(info["eigenvalues"])
+        axes[0].plot(np.arange(1, ev.size + 1), ev, "o-", label=f"layer {l + 1}", alpha=0.7)
+    n = len(seed.sketch[0]["eigenvalues"])
+    axes[0].plot(np.arange(1, n + 1), np.r_[np.ones(r), np.zeros(n - r)], "k--", label="S S^T")
+    axes[0].set_title("eigenvalues (trace normalised to r)")
+    axes[0].legend(fontsize=8)
+    prods = seed.products
+    if prods is not None:
+        P = prods.W_QK[0][0][:n, :n]
+        P = 0.5 * (P + P.T)
+        P = P * r / np.trace(P)
+        R = random_projector(n, r, np.random.default_rng(0))
+        bins = np.linspace(min(P.min(), R.min()), max(P.max(), R.max()), 40)
+        axes[1].hist(P.ravel(), bins=bins, alpha=0.6, density=True, label="learned, layer 1")
+        axes[1].hist(R.ravel(), bins=bins, alpha=0.6, density=True, label="random S S^T")
+        axes[1].set_title(f"entries (p = {seed.sketch[0]['p_entries']:.2f})")
+        axes[1].legend()
+    fig.suptitle("compute-limited: learned top-left W_QK block vs a random orthogonal sketch")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(ex: Extraction, out: Path, title: str = "") -> Path:
+    """Write extraction_<regime>.json, REPORT-<regime>.md and PNG figures into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    tag = ex.regime
+    figs = {"weights": out / f"weights_{tag}.png", "layers": out / f"layers_{tag}.png",
+            "scaling": out / f"scaling_{tag}.png"}
+    _heatmaps(ex, figs["weights"])
+    _layerwise(ex, figs["layers"])
+    _scaling(ex, figs["scaling"])
+    if tag == "compute-limited":
+        figs["sketch"] = out / f"sketch_{tag}.png"
+        _sketch(ex, figs["sketch"])
+    (out / f"extraction_{tag}.json").write_text(json.dumps(ex.to_dict(), indent=1, default=float))
+    s = ex.summary()
+    md = [f"# Extraction report: {tag}{' - ' + title if title else ''}", "",
+          "## Discovered update rule", "", "```", update_rule(ex), "```", "",
+          "## Fidelity (||Z_model - Z_alg||_F^2 / #entries, mean over seeds)", "",
+          fidelity_table(ex), "",
+          f"- model test MSE: {s['mse']:.3e}; extracted algorithm: {s['mse_algorithm']:.3e}; "
+          f"canonical EAGLE: {s['mse_canonical']:.3e}; sparsified + quantised model: "
+          f"{s['mse_simplified']:.3e}; Nystrom answer: {s['nystrom_mse']:.3e}",
+          f"- verdict: {'faithful' if s['faithful'] else 'NOT faithful'} (every layer's fidelity "
+          f"{'below' if s['faithful'] else 'not below'} the model's own test MSE)", ""]
+    if ex.prune:
+        md += ["## Head pruning", "",
+               f"- validation loss before: {np.mean(ex.prune['loss_before']):.3e}, after pruning "
+               f"to one head per layer{' and machine' if tag == 'distributed' else ''}: "
+               f"{np.mean(ex.prune['loss_after']):.3e}", ""]
+    md += ["## Figures", ""] + [f"![{k}]({p.name})" for k, p in figs.items() if p.exists()]
+    path = out / f"REPORT-{tag}.md"
+    path.write_text("\n".join(md) + "\n")
+    return path

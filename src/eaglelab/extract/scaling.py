@@ -1,0 +1,93 @@
+"""From structured products to EAGLE's constants (brief section 3, step 4).
+
+A head with top-left blocks P (of W_QK) and Q (of W_VP) and shared-column coefficient c
+(mean diagonal of W_VP's n' x n' block) acts as UPDATE with absolute steps
+
+    s_A = -tr(P Q) / r,    s_C = -c tr(P) / r,
+
+r the rank of the support (n unconstrained, the sketch rank in the compute-limited regime,
+n_mu for a machine's head).  For P = a1 I, Q = a2 I, c = a3 this gives s_A = -a1 a2 and
+s_C = -a1 a3 exactly; for P = a1 S S^T, Q = a2 S S^T likewise.  A machine's head writes
+its shared columns scaled by 1/M (averaging), so its s_C is multiplied by M.
+
+The scaling law: s_A,l ~ eta / N_l and s_C,l ~ gamma / N_l with N_l the largest ||A_l||_2^2
+of a training batch at layer l.  `fit_constant` fits eta (or gamma) by least squares through
+the origin over the layers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["head_steps", "layer_steps", "batch_max_norms", "fit_constant", "learned_sketch"]
+
+
+def head_steps(W_QK: np.ndarray, W_VP: np.ndarray, n: int, columns=None,
+               rank: int | None = None, machines: int = 1) -> tuple[float, float]:
+    J = np.arange(n) if columns is None else np.asarray(columns)
+    P = W_QK[np.ix_(J, J)]
+    Q = W_VP[np.ix_(J, J)]
+    c = float(np.mean(np.diag(W_VP[n:, n:])))
+    r = len(J) if rank is None else rank
+    s_A = -float(np.trace(P @ Q)) / r
+    s_C = -c * float(np.trace(P)) / r * machines
+    return s_A, s_C
+
+
+def layer_steps(prods, regime: str, n: int, *, r: int | None = None,
+                partition=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-layer (s_A, s_C) averaged over the layer's heads (one per machine in the
+    distributed regime), and their spread across heads (std)."""
+    sA, sC, sA_sd, sC_sd = [], [], [], []
+    for l in range(prods.layers):
+        pairs = []
+        for h, (Wqk, Wvp) in enumerate(zip(prods.W_QK[l], prods.W_VP[l], strict=True)):
+            if regime == "distributed":
+                pairs.append(head_steps(Wqk, Wvp, n, columns=partition[h % len(partition)],
+                                        machines=len(partition)))
+            else:
+                pairs.append(head_steps(Wqk, Wvp, n, rank=r if regime == "compute-limited"
+                                        else None))
+        arr = np.asarray(pairs)
+        if regime != "distributed":
+            arr = arr.sum(axis=0, keepdims=True)   # several heads of one layer add up
+        sA.append(arr[:, 0].mean())
+        sC.append(arr[:, 1].mean())
+        sA_sd.append(arr[:, 0].std())
+        sC_sd.append(arr[:, 1].std())
+    return np.asarray(sA), np.asarray(sC), np.asarray(sA_sd), np.asarray(sC_sd)
+
+
+def batch_max_norms(Zs: list[torch.Tensor], d: int, n: int, partition=None,
+                    sketches=None) -> np.ndarray:
+    """N_l = max over the batch (and machines) of ||A_l S_l||_2^2 for the inputs of every
+    layer l = 0..L-1 (Zs: the activations [Z_0, ..., Z_L], each (B, T, W))."""
+    out = []
+    blocks = [np.arange(n)] if partition is None else partition
+    for l, Z in enumerate(Zs[:-1]):
+        A = Z[..., :d, :n].to(torch.float64)
+        best = 0.0
+        for J in blocks:
+            Am = A[..., torch.as_tensor(J)]
+            if sketches is not None and sketches[l] is not None:
+                Am = Am @ torch.as_tensor(sketches[l])
+            best = max(best, float(torch.linalg.matrix_norm(Am, ord=2).max()) ** 2)
+        out.append(best)
+    return np.asarray(out)
+
+
+def fit_constant(steps: np.ndarray, norms: np.ndarray) -> float:
+    """Least-squares c in steps_l ~ c / N_l over the layers (through the origin)."""
+    x = 1.0 / np.asarray(norms, dtype=np.float64)
+    y = np.asarray(steps, dtype=np.float64)
+    return float(x @ y / (x @ x))
+
+
+def learned_sketch(W_QK: np.ndarray, n: int, r: int) -> np.ndarray:
+    """An orthonormal n x r basis of the learned top-left block's dominant eigenspace."""
+    P = W_QK[:n, :n]
+    P = 0.5 * (P + P.T)
+    w, V = np.linalg.eigh(P)
+    order = np.argsort(-np.abs(w))[:r]
+    return V[:, order]

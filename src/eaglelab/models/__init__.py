@@ -1,0 +1,25 @@
+"""Linear-attention transformers for masked-block completion in four regimes.
+
+See `transformer.py` for the layer, the read-out convention (prediction = -Z_L[d:, n:])
+and the fast path; `reference.py` for the float64 loop reference; `layout.py` for the
+distributed regime's column-partition layout; `handset.py` for EAGLE-structured weights.
+"""
+
+from eaglelab.models.config import REGIMES, ModelConfig
+from eaglelab.models.handset import eagle_weights
+from eaglelab.models.layout import DistributedLayout, MachineBlocks
+from eaglelab.models.reference import reference_layers, reference_prediction
+from eaglelab.models.transformer import LinearTransformer, param_shapes, read_out
+
+__all__ = [
+    "REGIMES",
+    "DistributedLayout",
+    "LinearTransformer",
+    "MachineBlocks",
+    "ModelConfig",
+    "eagle_weights",
+    "param_shapes",
+    "read_out",
+    "reference_layers",
+    "reference_prediction",
+]

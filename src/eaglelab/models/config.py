@@ -1,0 +1,110 @@
+"""Model configuration: one small frozen dataclass for every regime (brief section 2).
+
+Shapes: the prompt Z has T = d + d' rows (tokens) and W = n + n' columns.  The four
+regimes share the layer and differ only in the widths and supports of the per-head
+weights:
+
+| regime            | Wq, Wk (per head)              | Wv, Wp (per head) | extra                |
+|-------------------|--------------------------------|-------------------|----------------------|
+| unconstrained     | W x W                          | W x W             |                      |
+| compute-limited   | W x r                          | W x (r + n')      |                      |
+| distributed       | n/M x n/M on rows J_mu (zero   | W x W             | heads = per machine  |
+|                   | elsewhere), mu = head's machine|                   |                      |
+| estimation        | W x W                          | W x W             | two query biases     |
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+__all__ = ["REGIMES", "ModelConfig"]
+
+REGIMES = ("unconstrained", "compute-limited", "distributed", "estimation")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a linear-attention transformer for masked-block completion.
+
+    Parameters
+    ----------
+    regime : one of REGIMES.
+    n, d, n_prime, d_prime : block sizes (A is d x n, C is d x n', B is d' x n).
+    layers : number of layers L (paper: 4).
+    heads : heads per layer; in the distributed regime heads per *machine* (the layer then
+        has machines * heads heads, machine-major).
+    r : query/key width of the compute-limited regime (must be < n); ignored elsewhere.
+    machines : number M of machines of the distributed regime (must divide n); ignored
+        elsewhere.
+    init_std : standard deviation of the i.i.d. Gaussian initialisation of every factor.
+    """
+
+    regime: str = "unconstrained"
+    n: int = 18
+    d: int = 18
+    n_prime: int = 2
+    d_prime: int = 2
+    layers: int = 4
+    heads: int = 1
+    r: int = 5
+    machines: int = 3
+    init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.regime not in REGIMES:
+            raise ValueError(f"regime={self.regime!r} is not known; use one of "
+                             f"{', '.join(REGIMES)}")
+        for name in ("n", "d", "n_prime", "d_prime", "layers", "heads", "r", "machines"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"model {name} must be a positive integer, got {value!r}")
+        if self.regime == "compute-limited" and self.r >= self.n:
+            raise ValueError(f"compute-limited regime needs r < n, got r={self.r} and "
+                             f"n={self.n}; choose a smaller r")
+        if self.regime == "distributed" and self.n % self.machines != 0:
+            raise ValueError(f"distributed regime needs the number of machines M to divide n, "
+                             f"got M={self.machines} and n={self.n}; choose M among "
+                             f"{[m for m in range(1, self.n + 1) if self.n % m == 0]}")
+        if not (self.init_std > 0 and self.init_std < float("inf")):
+            raise ValueError(f"init_std must be a positive finite number, got {self.init_std}")
+
+    # derived sizes -------------------------------------------------------------------
+    @property
+    def tokens(self) -> int:
+        """T = d + d' (tokens are the rows of Z)."""
+        return self.d + self.d_prime
+
+    @property
+    def width(self) -> int:
+        """W = n + n' (the width of a token)."""
+        return self.n + self.n_prime
+
+    @property
+    def total_heads(self) -> int:
+        """Heads per layer (machines * heads in the distributed regime)."""
+        return self.heads * self.machines if self.regime == "distributed" else self.heads
+
+    @property
+    def qk_rows(self) -> int:
+        """Rows of the stored Wq/Wk factor (n/M in the distributed regime: compact form)."""
+        return self.n // self.machines if self.regime == "distributed" else self.width
+
+    @property
+    def qk_width(self) -> int:
+        """Query/key width per head."""
+        if self.regime == "compute-limited":
+            return self.r
+        if self.regime == "distributed":
+            return self.n // self.machines
+        return self.width
+
+    @property
+    def vp_width(self) -> int:
+        """Value/projection width per head."""
+        return self.r + self.n_prime if self.regime == "compute-limited" else self.width
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def with_heads(self, heads: int) -> ModelConfig:
+        return ModelConfig(**{**self.to_dict(), "heads": heads})

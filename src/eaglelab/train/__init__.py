@@ -1,0 +1,35 @@
+"""Training of the linear transformers: the paper's recipe, vectorised seeds, spike guard,
+checkpoints and resume.  See `loop.py` for the loop and `checkpoint.py` for the run folder.
+"""
+
+from eaglelab.train.cli import LoadedRun, cli_train, load_run, train_run
+from eaglelab.train.config import (
+    EstimationTaskConfig,
+    RunConfig,
+    TrainConfig,
+    apply_overrides,
+    resolve_config,
+)
+from eaglelab.train.data import BatchStream, data_seed, draw_batch, evaluation_set, split_prompt
+from eaglelab.train.loop import FlatAdam, SpikeGuard, Trainer, clip_per_seed
+
+__all__ = [
+    "BatchStream",
+    "EstimationTaskConfig",
+    "FlatAdam",
+    "LoadedRun",
+    "RunConfig",
+    "SpikeGuard",
+    "TrainConfig",
+    "Trainer",
+    "apply_overrides",
+    "clip_per_seed",
+    "cli_train",
+    "data_seed",
+    "draw_batch",
+    "evaluation_set",
+    "load_run",
+    "resolve_config",
+    "split_prompt",
+    "train_run",
+]

@@ -1,0 +1,103 @@
+"""Run folder and checkpoints (safetensors, written atomically).
+
+Run folder layout::
+
+    RUN_DIR/config.json          resolved RunConfig (JSON)
+    RUN_DIR/environment.json     python, torch, numpy, safetensors, eaglelab versions, threads
+    RUN_DIR/metrics.jsonl        deterministic metrics, one JSON object per line
+    RUN_DIR/timing.jsonl         wall-clock timings (not deterministic)
+    RUN_DIR/checkpoint.safetensors   latest training state (see below)
+    RUN_DIR/model.safetensors    final weights, written when the run completes
+
+A checkpoint holds the weights (theta, head_mask), the Adam state (m, v, per-seed step
+count), every seed's data-generator state, the spike guard's state and the metric
+accumulators; its metadata (str -> str) holds the config as a JSON string, the step, the
+current number of heads, and the byte length of metrics.jsonl at that step (a resumed run
+truncates the file there, so lines written after the checkpoint are replaced by the same
+lines recomputed).  Files are written to a temporary name, fsynced and os.replace'd, so a
+kill at any moment leaves either the old or the new checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+__all__ = ["CHECKPOINT", "MODEL", "atomic_save", "load_tensors", "environment",
+           "write_text_atomic"]
+
+CHECKPOINT = "checkpoint.safetensors"
+MODEL = "model.safetensors"
+FORMAT = "eaglelab-checkpoint/1"
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_save(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Write a safetensors file via a temporary file and os.replace."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    clean = {k: v.detach().contiguous().clone() for k, v in tensors.items()}
+    save_file(clean, str(tmp), metadata={"format": FORMAT, **metadata})
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """All tensors and the metadata of a safetensors file."""
+    with safe_open(str(path), framework="pt") as fh:
+        meta = dict(fh.metadata() or {})
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path} is not an eaglelab checkpoint (format "
+                         f"{meta.get('format')!r}, expected {FORMAT!r})")
+    return tensors, meta
+
+
+def environment() -> dict:
+    """Versions and settings that determine a run's numerics."""
+    import numpy
+    import safetensors
+
+    import eaglelab
+
+    return {"python": sys.version.split()[0], "platform": platform.platform(),
+            "machine": platform.machine(), "torch": torch.__version__,
+            "numpy": numpy.__version__, "safetensors": safetensors.__version__,
+            "eaglelab": eaglelab.__version__, "torch_threads": torch.get_num_threads(),
+            "mkl": bool(torch.backends.mkl.is_available())}
+
+
+def dumps_line(obj: dict) -> str:
+    return json.dumps(obj, sort_keys=True, allow_nan=True) + "\n"

@@ -1,0 +1,169 @@
+"""Extraction on models whose answer is known (hand-set EAGLE weights), and its parts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from eaglelab.extract import (
+    ExtractedAlgorithm,
+    block_structure,
+    extract,
+    fit_constant,
+    held_out,
+    quantise,
+    simplify_products,
+    sketch_comparison,
+    sparsify,
+)
+from eaglelab.extract.products import LayerProducts, model_products, products_forward
+from eaglelab.models.config import ModelConfig
+from eaglelab.models.handset import eagle_weights
+from eaglelab.solvers import eagle
+from eaglelab.tasks import TrainingTaskConfig, conditioned_problem
+
+TASK = TrainingTaskConfig()
+ETA = [0.9, 1.0, 1.1, 1.2]
+GAMMA = [1.5, 1.8, 1.9, 2.0]
+
+
+def stable_steps(regime: str) -> tuple[list[float], list[float]]:
+    """Steps eta_l / N with N a typical batch-max ||A||^2 of the training data."""
+    Z0, _ = held_out(TASK, 256, 7)
+    A = Z0[:, : TASK.d, : TASK.n]
+    if regime == "distributed":
+        A = A[..., :6]
+    N = float(torch.linalg.matrix_norm(A, ord=2).max()) ** 2
+    return [e / N for e in ETA], [g / N for g in GAMMA]
+
+
+def handset(regime: str):
+    cfg = ModelConfig(regime=regime)
+    sA, sC = stable_steps(regime)
+    kw = {}
+    if regime == "compute-limited":
+        Q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((cfg.n, cfg.r)))
+        kw["sketch"] = Q
+    return eagle_weights(cfg, sA, sC, **kw), sA, sC, kw.get("sketch")
+
+
+@pytest.mark.parametrize("regime", ["unconstrained", "compute-limited", "distributed"])
+def test_extraction_recovers_handset_constants_exactly(regime):
+    model, sA, sC, S = handset(regime)
+    ex = extract(model, TASK, val_size=128, sketch_draws=10)
+    s = ex.seeds[0]
+    np.testing.assert_allclose(s.steps_A, sA, rtol=1e-12)
+    np.testing.assert_allclose(s.steps_C, sC, rtol=1e-12)
+    # fidelity at rounding level, far below the model's own error
+    assert max(s.fidelity) < 1e-26
+    assert s.mse_algorithm == pytest.approx(s.mse, rel=1e-10)
+    assert ex.summary()["faithful"]
+    # eta_l = step * N_l reproduces the steps with the calibration norms
+    np.testing.assert_allclose(np.array(s.eta_layers) / np.array(s.norms), sA, rtol=1e-12)
+    if regime == "compute-limited":
+        # the learned sketch spans the hand-set one
+        for l in range(4):
+            Sl = s.algorithm.sketches[l]
+            np.testing.assert_allclose(Sl @ Sl.T, S @ S.T, atol=1e-10)
+        assert all(r == [5] for r in s.ranks)
+    if regime == "unconstrained":
+        st = s.structure[0][0]
+        assert st["qk"]["tl_identity_defect"] < 1e-12 and st["qk"]["br"] < 1e-12
+        assert st["vp"]["tr"] < 1e-12 and st["vp"]["bl"] < 1e-12
+
+
+def test_extracted_schedule_matches_the_solver():
+    model, sA, sC, _ = handset("unconstrained")
+    alg = extract(model, TASK, val_size=64).seeds[0].algorithm
+    p = conditioned_problem(18, 18, kappa=10, seed=3)
+    Z0 = torch.zeros(1, 20, 20, dtype=torch.float64)
+    Z0[0, :18, :18] = torch.from_numpy(p.A)
+    Z0[0, 18:, :18] = torch.from_numpy(p.B)
+    Z0[0, :18, 18:] = torch.from_numpy(p.C)
+    via_layers = alg.predict(Z0)[0].numpy()
+    via_solver = eagle(p.A, p.B, p.C, schedule=alg.to_schedule(), tol=1e-300).D
+    np.testing.assert_allclose(via_layers, via_solver, rtol=1e-11, atol=1e-13)
+
+
+def test_products_forward_equals_model_forward():
+    cfg = ModelConfig(regime="estimation", heads=2)
+    from eaglelab.models.transformer import LinearTransformer
+
+    m = LinearTransformer(cfg, 1, dtype=torch.float64)
+    with torch.no_grad():  # nonzero query biases
+        a, b = m.offsets["bq"]
+        m.theta[:, a:b] = 0.1 * torch.randn(1, b - a, dtype=torch.float64)
+    Z0, _ = held_out(TASK, 16, 3)
+    want = m.layer_outputs(Z0)
+    got = products_forward(Z0, model_products(m), cfg.d)
+    for w, g in zip(want, got, strict=True):
+        torch.testing.assert_close(g, w[0], rtol=1e-10, atol=1e-12)
+
+
+def test_sparsify_threshold_and_quantise_levels():
+    rng = np.random.default_rng(0)
+    W = np.diag(np.r_[2.0 + 0.01 * rng.standard_normal(18), -1.0 + 0.01 * rng.standard_normal(2)])
+    W = W + 1e-3 * rng.standard_normal(W.shape)
+    Ws, tau = sparsify(W)
+    assert tau == pytest.approx(1.5 * np.abs(W).sum() / W.size)
+    assert np.count_nonzero(Ws) == 20                       # only the diagonal survives
+    Wq, centres = quantise(Ws, 3)
+    assert len(centres) == 2 and set(np.unique(Wq)) == {0.0, *centres}
+    assert centres == pytest.approx([-1.0, 2.0], abs=0.02)
+    with pytest.raises(ValueError, match="levels"):
+        quantise(Ws, 1)
+
+
+def test_simplified_handset_products_are_unchanged():
+    model, *_ = handset("unconstrained")
+    prods = model_products(model)
+    simple, rep = simplify_products(prods)
+    for l in range(4):
+        np.testing.assert_allclose(simple.W_QK[l][0], prods.W_QK[l][0], rtol=1e-12)
+        np.testing.assert_allclose(simple.W_VP[l][0], prods.W_VP[l][0], rtol=1e-12)
+        assert len(rep.levels_vp[l][0]) == 2
+
+
+def test_block_structure_flags_cross_blocks():
+    W = np.eye(20)
+    W[0, 19] = 5.0
+    st = block_structure(W, 18)
+    assert st["tr"] == pytest.approx(5 / np.sqrt(45)) and st["bl"] == 0.0
+    assert block_structure(np.eye(20), 18)["tl_identity_defect"] == 0.0
+
+
+def test_sketch_comparison_separates_random_and_structured_blocks():
+    rng = np.random.default_rng(1)
+    Q, _ = np.linalg.qr(rng.standard_normal((18, 5)))
+    rand = sketch_comparison(2.5 * Q @ Q.T, 5, draws=100, seed=2)
+    coord = sketch_comparison(np.diag(np.r_[np.ones(5), np.zeros(13)]), 5, draws=100, seed=2)
+    assert rand["p_entries"] > 0.05 and rand["top_r_spread"] < 1e-12
+    assert coord["p_entries"] < 0.01
+
+
+def test_fit_constant_through_origin():
+    N = np.array([10.0, 4.0, 2.0, 1.5])
+    assert fit_constant(1.3 / N, N) == pytest.approx(1.3)
+
+
+def test_mismatched_model_and_task_raise():
+    model, *_ = handset("unconstrained")
+    with pytest.raises(ValueError, match="do not match"):
+        extract(model, TrainingTaskConfig(n=12, d=12))
+
+
+def test_adaptive_run_is_canonical_eagle():
+    alg = ExtractedAlgorithm("unconstrained", 18, 18, [1 / 3] * 30, [1.0] * 30, [1.0] * 30)
+    p = conditioned_problem(18, 18, kappa=100, seed=4)
+    Z0 = torch.zeros(1, 20, 20, dtype=torch.float64)
+    Z0[0, :18, :18] = torch.from_numpy(p.A)
+    Z0[0, 18:, :18] = torch.from_numpy(p.B)
+    Z0[0, :18, 18:] = torch.from_numpy(p.C)
+    got = alg.predict(Z0, adaptive=True)[0].numpy()
+    np.testing.assert_allclose(got, p.reference, rtol=1e-9, atol=1e-12)
+
+
+def test_layer_products_shapes():
+    lp = LayerProducts([[np.eye(3)]], [[np.eye(3)]])
+    assert lp.layers == 1 and lp.as_tensors()["W_QK"].shape == (1, 1, 3, 3)
