@@ -23,6 +23,7 @@ def fidelity_rich_table(ex) -> Table:
     for l in range(L):
         t.add_column(f"layer {l + 1}", justify="right")
     t.add_row("extracted algorithm", *[f"{v:.1e}" for v in s["fidelity"]])
+    t.add_row("  D slot only", *[f"{v:.1e}" for v in s["fidelity_prediction"]])
     t.add_row("canonical EAGLE", *[f"{v:.1e}" for v in s["fidelity_canonical"]])
     t.add_row("model test MSE", *[""] * (L - 1), f"{s['mse']:.1e}")
     return t

@@ -12,7 +12,8 @@ import torch
 
 from eaglelab.tasks.blocks import nystrom_reference
 
-__all__ = ["layer_fidelity", "prediction_mse", "nystrom_mse", "layer_quantities"]
+__all__ = ["layer_fidelity", "block_fidelity", "prediction_mse", "nystrom_mse",
+           "layer_quantities"]
 
 
 def layer_fidelity(Z_model: list[torch.Tensor], Z_alg: list[torch.Tensor]) -> list[float]:
@@ -21,6 +22,20 @@ def layer_fidelity(Z_model: list[torch.Tensor], Z_alg: list[torch.Tensor]) -> li
         raise ValueError(f"model has {len(Z_model) - 1} layers, algorithm {len(Z_alg) - 1}")
     return [float((a.to(torch.float64) - b.to(torch.float64)).square().mean())
             for a, b in zip(Z_model[1:], Z_alg[1:], strict=True)]
+
+
+def block_fidelity(Z_model: list[torch.Tensor], Z_alg: list[torch.Tensor], d: int,
+                   n: int) -> dict[str, list[float]]:
+    """The fidelity split by block: per layer, the mean squared difference over the entries
+    of A, B, C and D (the D slot is the prediction).  Their entry-weighted average is
+    `layer_fidelity`."""
+    out: dict[str, list[float]] = {"A": [], "B": [], "C": [], "D": []}
+    for a, b in zip(Z_model[1:], Z_alg[1:], strict=True):
+        diff = (a.to(torch.float64) - b.to(torch.float64)).square()
+        for name, blk in (("A", diff[..., :d, :n]), ("B", diff[..., d:, :n]),
+                          ("C", diff[..., :d, n:]), ("D", diff[..., d:, n:])):
+            out[name].append(float(blk.mean()))
+    return out
 
 
 def prediction_mse(Z: torch.Tensor, D: torch.Tensor, d: int, n: int) -> float:

@@ -47,6 +47,8 @@ def fidelity_table(ex: Extraction) -> str:
     rows = [head, sep,
             "| fidelity, extracted (mean) | " + " | ".join(f"{v:.2e}" for v in s["fidelity"]) + " |",
             "| fidelity, extracted (std) | " + " | ".join(f"{v:.1e}" for v in s["fidelity_std"]) + " |",
+            "| fidelity, D slot only (prediction) | "
+            + " | ".join(f"{v:.2e}" for v in s["fidelity_prediction"]) + " |",
             "| fidelity, canonical EAGLE | " + " | ".join(f"{v:.2e}" for v in s["fidelity_canonical"])
             + " |"]
     return "\n".join(rows)
@@ -168,8 +170,11 @@ def write_report(ex: Extraction, out: Path, title: str = "") -> Path:
           f"- model test MSE: {s['mse']:.3e}; extracted algorithm: {s['mse_algorithm']:.3e}; "
           f"canonical EAGLE: {s['mse_canonical']:.3e}; sparsified + quantised model: "
           f"{s['mse_simplified']:.3e}; Nystrom answer: {s['nystrom_mse']:.3e}",
-          f"- verdict: {'faithful' if s['faithful'] else 'NOT faithful'} (every layer's fidelity "
-          f"{'below' if s['faithful'] else 'not below'} the model's own test MSE)", ""]
+          f"- full-Z verdict (the paper's criterion): {'faithful' if s['faithful'] else 'NOT faithful'}"
+          f" (every layer's fidelity {'below' if s['faithful'] else 'not below'} the model's own "
+          f"test MSE)",
+          f"- prediction verdict: {'faithful' if s['prediction_faithful'] else 'NOT faithful'} "
+          "(the D slot alone)", ""]
     if ex.prune:
         md += ["## Head pruning", "",
                f"- validation loss before: {np.mean(ex.prune['loss_before']):.3e}, after pruning "

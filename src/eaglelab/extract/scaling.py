@@ -3,11 +3,14 @@
 A head with top-left blocks P (of W_QK) and Q (of W_VP) and shared-column coefficient c
 (mean diagonal of W_VP's n' x n' block) acts as UPDATE with absolute steps
 
-    s_A = -tr(P Q) / r,    s_C = -c tr(P) / r,
+    a1 = tr(P) / r,  a2 = tr(Q) / r,   s_A = -a1 a2,   s_C = -a1 c,
 
 r the rank of the support (n unconstrained, the sketch rank in the compute-limited regime,
-n_mu for a machine's head).  For P = a1 I, Q = a2 I, c = a3 this gives s_A = -a1 a2 and
-s_C = -a1 a3 exactly; for P = a1 S S^T, Q = a2 S S^T likewise.  A machine's head writes
+n_mu for a machine's head): a1 and a2 are the least-squares fits of P and Q to multiples of
+the identity (of S S^T), so s_A = -a1 a2 and s_C = -a1 a3 exactly for P = a1 I, Q = a2 I,
+c = a3, and likewise for P = a1 S S^T, Q = a2 S S^T.  Fitting a1 and a2 separately (as the
+paper's quantisation does) keeps the noise of the two blocks from correlating into the
+step, which tr(P Q) would not.  A machine's head writes
 its shared columns scaled by 1/M (averaging), so its s_C is multiplied by M.
 
 The scaling law: s_A,l ~ eta / N_l and s_C,l ~ gamma / N_l with N_l the largest ||A_l||_2^2
@@ -30,8 +33,9 @@ def head_steps(W_QK: np.ndarray, W_VP: np.ndarray, n: int, columns=None,
     Q = W_VP[np.ix_(J, J)]
     c = float(np.mean(np.diag(W_VP[n:, n:])))
     r = len(J) if rank is None else rank
-    s_A = -float(np.trace(P @ Q)) / r
-    s_C = -c * float(np.trace(P)) / r * machines
+    a1, a2 = float(np.trace(P)) / r, float(np.trace(Q)) / r
+    s_A = -a1 * a2
+    s_C = -a1 * c * machines
     return s_A, s_C
 
 
