@@ -199,6 +199,23 @@ def test_spike_guard_skips_and_rolls_back():
     assert guard.skipped.tolist() == [1, 2] and guard.rollbacks.tolist() == [0, 1]
 
 
+def test_spike_guard_forgets_history_after_rollback():
+    """After a rollback to older (worse) weights, their higher loss must not count as a
+    spike against the newer median - otherwise training never resumes (seen in a real run:
+    every step after the first rollback was skipped)."""
+    guard = SpikeGuard(K=1, window=10, factor=10.0, warmup=3, patience=2)
+    grad = torch.zeros(1, 4)
+    for _ in range(5):
+        guard.check(torch.tensor([0.01]), grad)
+    for _ in range(2):
+        acc, rb = guard.check(torch.tensor([float("nan")]), grad)
+    assert rb.tolist() == [True]
+    guard.reset(rb)
+    for _ in range(5):   # the restored weights' loss is 9x the old median: accepted
+        acc, rb = guard.check(torch.tensor([0.5]), grad)
+        assert acc.tolist() == [True] and not rb.any()
+
+
 def test_trainer_survives_a_non_finite_step(tmp_path, monkeypatch):
     tr = _trainer(tmp_path, seeds=2, steps=8, spike_patience=2)
     calls = {"n": 0}

@@ -129,6 +129,14 @@ class SpikeGuard:
             self.rollbacks += rollback.to(torch.int64)
         return accept, rollback
 
+    def reset(self, rows: torch.Tensor) -> None:
+        """Forget the loss history of the seeds in `rows` (after a rollback): the restored
+        weights are older, so their losses must not be judged against the newer median -
+        otherwise every step after a rollback looks like a spike and training never resumes."""
+        self.buf[rows] = math.nan
+        self.pos[rows] = 0
+        self.filled[rows] = 0
+
     _FIELDS = ("buf", "pos", "filled", "consec", "skipped", "rollbacks")
 
     def state(self) -> dict[str, torch.Tensor]:
@@ -339,6 +347,7 @@ class Trainer:
         self.adam.step(theta.data, grad, accept)
         if bool(rollback.any()):
             self._rollback(rollback)
+            self.guard.reset(rollback)
         lossd = loss.detach().double()
         del loss  # frees the saved activations before the next batch is drawn
         return lossd, accept
