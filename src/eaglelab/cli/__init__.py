@@ -10,7 +10,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer  # noqa: E402
 
-from eaglelab.cli import demo_cmd, extract_cmd, solve_cmd, train_cmd  # noqa: E402
+from eaglelab.cli import (  # noqa: E402
+    demo_cmd,
+    extract_cmd,
+    reproduce_cmd,
+    solve_cmd,
+    train_cmd,
+)
 
 app = typer.Typer(
     name="eaglelab",
@@ -23,6 +29,7 @@ demo_cmd.register(app)
 train_cmd.register(app)
 extract_cmd.register(app)
 solve_cmd.register(app)
+reproduce_cmd.register(app)
 
 
 @app.callback()

@@ -20,7 +20,7 @@ from rich.panel import Panel
 
 from eaglelab.cli._common import console, fail
 
-DEMO_STEPS = 6000
+DEMO_STEPS = 10000
 DEMO_OVERRIDES = {"train.eval_every": "500", "train.checkpoint_every": "1000"}
 
 

@@ -1,0 +1,32 @@
+"""`eaglelab reproduce NAME|all`: the paper's experiments, one command each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from eaglelab.cli._common import console, fail
+
+
+def register(app: typer.Typer) -> None:
+    app.command("reproduce")(reproduce)
+
+
+def reproduce(
+    name: Annotated[str, typer.Argument(help="an experiment name, or 'all'")],
+    quick: Annotated[bool, typer.Option(help="reduced sizes and seeds (minutes)")] = False,
+    seeds: Annotated[int | None, typer.Option(help="number of seeds (default per experiment)")] = None,
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("reproduction"),
+    threads: Annotated[int | None, typer.Option(help="BLAS threads (timings)")] = None,
+) -> None:
+    """Run one experiment (figures, JSON, markdown section) or all of them (REPORT.md with our
+    numbers beside the paper's and a verdict per claim)."""
+    from eaglelab.experiments import cli_reproduce
+
+    try:
+        path = cli_reproduce(name, quick, seeds, out, threads=threads)
+    except ValueError as exc:
+        fail(str(exc))
+    console.print(f"written: [bold]{path}[/]")

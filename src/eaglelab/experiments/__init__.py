@@ -1,0 +1,57 @@
+"""The paper's experiments, each one command: `eaglelab reproduce NAME [--quick]`.
+
+Registry: `EXPERIMENTS` maps a name to the module that implements it.  A module plugs in
+by providing TITLE, PAPER_REF, a `Config` dataclass (defaults = the full, paper-size run),
+`make_config(quick, seeds, **overrides)` and `run(cfg, ctx) -> ExperimentResult` (see
+`eaglelab.experiments.base`).  Names whose module does not exist yet (the training-based
+`layers` and `fidelity`, and `distributed` on the multi-process engine) are listed so the
+report can say they are missing; `available()` lists the ones that can run now.
+
+    from eaglelab.experiments import run_experiment, reproduce_all
+    run_experiment("centralized", "out", quick=True)     # out/centralized/{result,config}.json ...
+    reproduce_all("out", quick=True)                     # every available one + out/REPORT.md
+"""
+
+from __future__ import annotations
+
+from importlib.util import find_spec
+
+from eaglelab.experiments.base import (
+    Claim,
+    Context,
+    ExperimentResult,
+    cli_reproduce,
+    reproduce_all,
+    run_experiment,
+    write_report,
+)
+
+__all__ = [
+    "EXPERIMENTS",
+    "Claim",
+    "Context",
+    "ExperimentResult",
+    "available",
+    "cli_reproduce",
+    "reproduce_all",
+    "run_experiment",
+    "write_report",
+]
+
+# name -> module, in report order (the paper's order: model first, then the solver).
+EXPERIMENTS: dict[str, str] = {
+    "layers": "eaglelab.experiments.layers",
+    "fidelity": "eaglelab.experiments.fidelity",
+    "centralized": "eaglelab.experiments.centralized",
+    "distributed": "eaglelab.experiments.distributed",
+    "sketched": "eaglelab.experiments.sketched",
+    "ablations": "eaglelab.experiments.ablations",
+    "estimation": "eaglelab.experiments.estimation",
+    "realdata": "eaglelab.experiments.realdata",
+    "theory": "eaglelab.experiments.theory",
+}
+
+
+def available() -> list[str]:
+    """Registered experiments whose module exists (registry order)."""
+    return [name for name, module in EXPERIMENTS.items() if find_spec(module) is not None]

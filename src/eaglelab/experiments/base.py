@@ -1,0 +1,484 @@
+"""The experiment runner: one result type, one directory layout, one report.
+
+Every experiment module (see `eaglelab.experiments` for the registry) exposes
+
+    TITLE: str                      one line, used as the section heading
+    PAPER_REF: str                  where the paper reports it ("Section 5.1, Figs 6 and 20")
+    Config                          a dataclass whose defaults are the FULL (paper-size) run
+    make_config(quick, seeds, **overrides) -> Config
+    run(cfg, ctx) -> ExperimentResult
+
+`run_experiment` resolves the config, runs it under a `Context` (output directory,
+seeds, progress bars, figure saving) and writes
+
+    <out>/<name>/result.json    data (every plotted number), claims, figure names
+    <out>/<name>/config.json    resolved config, seeds, package versions, wall time
+    <out>/<name>/section.md     the markdown section (text, claims table, figures)
+    <out>/<name>/*.png          figures
+
+`write_report(out)` assembles <out>/REPORT.md from every result.json under <out>, so
+experiments can be run one at a time or all at once (`reproduce_all`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+__all__ = [
+    "Claim",
+    "Context",
+    "ExperimentResult",
+    "VERDICTS",
+    "cli_reproduce",
+    "reproduce_all",
+    "run_experiment",
+    "write_report",
+    "to_jsonable",
+    "package_versions",
+]
+
+VERDICTS = ("agrees", "differs")
+T = TypeVar("T")
+
+
+@dataclass
+class Claim:
+    """One checked claim: the paper's statement, its number (if it gives one), ours.
+
+    claim:   the statement, e.g. "EAGLE needs ~100x fewer iterations than CG at kappa = 1e4"
+    paper:   the paper's value (number or short text), None when it gives no number
+    ours:    our measured value (number or short text, e.g. ">= 178")
+    verdict: "agrees" or "differs"
+    reason:  one line: why it agrees or, when it differs, the most likely reason
+    """
+
+    claim: str
+    paper: Any
+    ours: Any
+    verdict: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict={self.verdict!r}; use one of {VERDICTS}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"claim": self.claim, "paper": to_jsonable(self.paper), "ours": to_jsonable(self.ours),
+                "verdict": self.verdict, "reason": self.reason}
+
+    def __iter__(self) -> Iterator[Any]:  # allows `claim, paper, ours, verdict, reason = c`
+        return iter((self.claim, self.paper, self.ours, self.verdict, self.reason))
+
+
+@dataclass
+class ExperimentResult:
+    """What an experiment returns.
+
+    name:     registry name ("centralized", ...)
+    data:     JSON-ready dict holding every number that is plotted or claimed
+    figures:  paths of the PNG files written (inside the experiment directory)
+    section:  markdown body (the runner adds the heading, claims table and figures)
+    claims:   the checked claims
+    captions: optional figure captions keyed by file name
+    """
+
+    name: str
+    data: dict[str, Any]
+    figures: list[Path] = field(default_factory=list)
+    section: str = ""
+    claims: list[Claim] = field(default_factory=list)
+    captions: dict[str, str] = field(default_factory=dict)
+
+
+class Context:
+    """What an experiment gets besides its config: where to write, seeds, progress."""
+
+    def __init__(self, name: str, out_dir: Path, seeds: list[int], quick: bool,
+                 progress: bool = True) -> None:
+        self.name = name
+        self.out_dir = out_dir
+        self.seeds = seeds
+        self.quick = quick
+        self.progress = progress
+        self.figures: list[Path] = []
+
+    def track(self, items: Iterable[T] | Sequence[T], description: str,
+              total: int | None = None) -> Iterator[T]:
+        """Iterate with a rich progress bar (on stderr; hidden when progress=False)."""
+        if not self.progress:
+            yield from items
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        if total is None and hasattr(items, "__len__"):
+            total = len(items)  # type: ignore[arg-type]
+        columns = (TextColumn(f"[bold]{self.name}[/]"), TextColumn("{task.description}"),
+                   BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task(description, total=total)
+            for item in items:
+                yield item
+                bar.advance(task)
+
+    def save_figure(self, fig: Any, stem: str) -> Path:
+        """Save a matplotlib Figure as <out_dir>/<stem>.png and remember it."""
+        path = self.out_dir / f"{stem}.png"
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        self.figures.append(path)
+        return path
+
+
+# ----------------------------------------------------------------------------------------
+# registry access
+
+
+def _registry() -> dict[str, str]:
+    from eaglelab.experiments import EXPERIMENTS
+
+    return EXPERIMENTS
+
+
+def _module(name: str):
+    reg = _registry()
+    if name not in reg:
+        raise ValueError(f"unknown experiment {name!r}; valid names: {', '.join(sorted(reg))} "
+                         f"(or 'all')")
+    try:
+        return importlib.import_module(reg[name])
+    except ModuleNotFoundError as exc:
+        if exc.name == reg[name]:
+            from eaglelab.experiments import available
+
+            raise ValueError(f"experiment {name!r} is registered but not implemented yet "
+                             f"(module {reg[name]} is missing); available now: "
+                             f"{', '.join(available())}") from None
+        raise
+
+
+# ----------------------------------------------------------------------------------------
+# running one experiment
+
+
+def run_experiment(name: str, out_dir: str | os.PathLike, quick: bool = False,
+                   seeds: int | None = None, *, overrides: dict[str, Any] | None = None,
+                   threads: int | None = None, progress: bool = True) -> ExperimentResult:
+    """Run one experiment and write its files under <out_dir>/<name>/.
+
+    Parameters
+    ----------
+    name : registry name (see `eaglelab.experiments.EXPERIMENTS`).
+    out_dir : root output directory.
+    quick : the reduced run (fewer seeds, smaller sizes) used by the tests.
+    seeds : number of seeds K (default: the experiment's quick/full default).
+    overrides : config fields to change, e.g. {"n": 120}; unknown keys raise ValueError.
+    threads : BLAS threads during the run (default: the library default, all cores).
+    progress : show rich progress bars on stderr.
+    """
+    module = _module(name)
+    if seeds is not None and (not isinstance(seeds, (int, np.integer)) or seeds < 1):
+        raise ValueError(f"seeds must be a positive integer (number of seeds), got {seeds!r}")
+    cfg = module.make_config(quick=quick, seeds=seeds, **(overrides or {}))
+    exp_dir = Path(out_dir) / name
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    for old in exp_dir.glob("*.png"):  # figures from an earlier run would linger in the report
+        old.unlink()
+    seed_list = [int(cfg.base_seed) + i for i in range(int(cfg.seeds))]
+    ctx = Context(name, exp_dir, seed_list, quick, progress)
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    with _blas_threads(threads):
+        result = module.run(cfg, ctx)
+    wall = time.perf_counter() - t0
+    if result.name != name:
+        raise RuntimeError(f"experiment module {module.__name__} returned name {result.name!r}")
+    figures = [Path(p) for p in (result.figures or ctx.figures)]
+    result.figures = figures
+
+    config = {
+        "experiment": name,
+        "title": module.TITLE,
+        "quick": quick,
+        "config": to_jsonable(dataclasses.asdict(cfg)),
+        "seeds": seed_list,
+        "base_seed": int(cfg.base_seed),
+        "blas_threads": threads,
+        "versions": package_versions(),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "processor": platform.processor() or platform.machine()},
+        "started_utc": started.isoformat(timespec="seconds"),
+        "wall_seconds": wall,
+        "command": f"eaglelab reproduce {name}" + (" --quick" if quick else "")
+                   + (f" --seeds {seeds}" if seeds is not None else ""),
+    }
+    payload = {
+        "name": name,
+        "title": module.TITLE,
+        "paper_ref": module.PAPER_REF,
+        "quick": quick,
+        "wall_seconds": wall,
+        "data": to_jsonable(result.data),
+        "claims": [c.to_dict() for c in result.claims],
+        "figures": [p.name for p in figures],
+        "captions": result.captions,
+        "section": result.section,
+    }
+    _write_json(exp_dir / "config.json", config)
+    _write_json(exp_dir / "result.json", payload)
+    (exp_dir / "section.md").write_text(_section_markdown(payload, prefix="", level=1))
+    return result
+
+
+class _blas_threads:
+    def __init__(self, threads: int | None) -> None:
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+        self.threads = threads
+        self._ctl: Any = None
+
+    def __enter__(self) -> None:
+        if self.threads is not None:
+            from threadpoolctl import threadpool_limits
+
+            self._ctl = threadpool_limits(limits=self.threads)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._ctl is not None:
+            self._ctl.restore_original_limits()
+
+
+# ----------------------------------------------------------------------------------------
+# all experiments and the report
+
+
+def reproduce_all(out: str | os.PathLike, quick: bool = False, names: Sequence[str] | None = None,
+                  seeds: int | None = None, *, threads: int | None = None,
+                  progress: bool = True) -> Path:
+    """Run the named experiments (default: every implemented one) and write REPORT.md.
+
+    An experiment that raises is recorded in the report (with its traceback) and the
+    others still run; afterwards RuntimeError names the failures.  Returns REPORT.md.
+    """
+    from eaglelab.experiments import available
+
+    todo = list(names) if names is not None else available()
+    for name in todo:
+        _module(name)  # unknown or unimplemented names fail before anything runs
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    failures: dict[str, str] = {}
+    t0 = time.perf_counter()
+    for name in todo:
+        try:
+            run_experiment(name, out, quick=quick, seeds=seeds, threads=threads, progress=progress)
+        except Exception:  # noqa: BLE001 - recorded in the report, re-raised below
+            failures[name] = traceback.format_exc()
+    wall = time.perf_counter() - t0
+    report = write_report(out, failures=failures, total_wall=wall, ran=todo)
+    if failures:
+        raise RuntimeError(f"experiments {sorted(failures)} failed; the report {report} has the "
+                           "tracebacks")
+    return report
+
+
+def write_report(out: str | os.PathLike, *, failures: dict[str, str] | None = None,
+                 total_wall: float | None = None, ran: Sequence[str] | None = None) -> Path:
+    """Assemble <out>/REPORT.md from every <out>/<name>/result.json (registry order)."""
+    from eaglelab.experiments import EXPERIMENTS, available
+
+    out = Path(out)
+    results = []
+    for name in EXPERIMENTS:
+        path = out / name / "result.json"
+        if path.exists():
+            results.append(json.loads(path.read_text()))
+    failures = failures or {}
+    lines = ["# Reproduction report: Linear Transformers Implicitly Discover Unified Numerical "
+             "Algorithms (arXiv 2509.19702)", ""]
+    versions = package_versions()
+    modes = sorted({"quick" if r["quick"] else "full" for r in results})
+    threads = set()
+    for r in results:
+        cfg_path = out / r["name"] / "config.json"
+        if cfg_path.exists():
+            threads.add(json.loads(cfg_path.read_text()).get("blas_threads"))
+    thread_text = ", ".join("library default (all cores)" if t is None else str(t)
+                            for t in sorted(threads, key=lambda t: -1 if t is None else t))
+    lines += [
+        f"Generated {datetime.now(UTC).isoformat(timespec='seconds')} by "
+        f"`eaglelab reproduce` (eaglelab {versions.get('eaglelab')}, numpy {versions.get('numpy')}, "
+        f"scipy {versions.get('scipy')}, torch {versions.get('torch')}) on {os.cpu_count()} CPU "
+        f"cores, float64, no GPU.  Mode: {', '.join(modes) or 'none'}.  BLAS threads: "
+        f"{thread_text or '—'}.",
+        "",
+    ]
+    if total_wall is not None:
+        lines += [f"Wall time of this run ({', '.join(ran or [])}): {total_wall:.1f} s.", ""]
+    elif results:
+        lines += ["Sum of the experiments' wall times: "
+                  f"{sum(r['wall_seconds'] for r in results):.1f} s ("
+                  + ", ".join(f"{r['name']} {r['wall_seconds']:.0f} s" for r in results) + ").",
+                  ""]
+    lines += ["Each experiment's own wall time, config, seeds and package versions are in "
+              "`<name>/config.json`; every plotted number is in `<name>/result.json`.", ""]
+
+    lines += ["## Claims: ours beside the paper's", "",
+              "| experiment | claim | paper | ours | verdict | why |",
+              "|---|---|---|---|---|---|"]
+    n_agree = n_total = 0
+    for r in results:
+        for c in r["claims"]:
+            n_total += 1
+            n_agree += c["verdict"] == "agrees"
+            lines.append(f"| {r['name']} | {_cell(c['claim'])} | {_cell(_fmt(c['paper']))} | "
+                         f"{_cell(_fmt(c['ours']))} | **{c['verdict']}** | {_cell(c['reason'])} |")
+    lines += ["", f"{n_agree} of {n_total} claims agree.", ""]
+
+    missing = [n for n in EXPERIMENTS if n not in available()]
+    not_run = [n for n in available() if not (out / n / "result.json").exists()]
+    if missing or not_run or failures:
+        lines += ["## Not in this report", ""]
+        for n in missing:
+            lines.append(f"- `{n}`: not implemented yet (module `{EXPERIMENTS[n]}` is missing).")
+        for n in not_run:
+            if n not in failures:
+                lines.append(f"- `{n}`: implemented but not run into this directory.")
+        for n, tb in failures.items():
+            lines += [f"- `{n}`: **failed**:", "", "```", tb.rstrip(), "```"]
+        lines.append("")
+
+    for r in results:
+        lines.append(_section_markdown(r, prefix=f"{r['name']}/", level=2))
+    path = out / "REPORT.md"
+    path.write_text("\n".join(lines).rstrip() + "\n")
+    return path
+
+
+def cli_reproduce(name: str, quick: bool, seeds: int | None, out: Path, *,
+                  threads: int | None = None, progress: bool = True) -> Path:
+    """Entry point for `eaglelab reproduce NAME|all [--quick] [--seeds K] [--out DIR]`.
+
+    NAME "all" runs every implemented experiment and returns <out>/REPORT.md; any other
+    name runs that experiment, refreshes <out>/REPORT.md from the results present in
+    <out>, and returns <out>/<name>/section.md.  Unknown names raise ValueError listing
+    the valid ones.
+    """
+    out = Path(out)
+    if name == "all":
+        return reproduce_all(out, quick=quick, seeds=seeds, threads=threads, progress=progress)
+    run_experiment(name, out, quick=quick, seeds=seeds, threads=threads, progress=progress)
+    write_report(out)
+    return out / name / "section.md"
+
+
+# ----------------------------------------------------------------------------------------
+# markdown and JSON helpers
+
+
+def _section_markdown(r: dict[str, Any], prefix: str, level: int) -> str:
+    h = "#" * level
+    mode = "quick" if r["quick"] else "full"
+    lines = [f"{h} `{r['name']}`: {r['title']}", "",
+             f"Paper: {r['paper_ref']}.  Mode: {mode}; wall time {r['wall_seconds']:.1f} s.", ""]
+    if r["section"]:
+        lines += [r["section"].rstrip(), ""]
+    if r["claims"]:
+        lines += ["| claim | paper | ours | verdict | why |", "|---|---|---|---|---|"]
+        for c in r["claims"]:
+            lines.append(f"| {_cell(c['claim'])} | {_cell(_fmt(c['paper']))} | "
+                         f"{_cell(_fmt(c['ours']))} | **{c['verdict']}** | {_cell(c['reason'])} |")
+        lines.append("")
+    for fig in r["figures"]:
+        caption = r.get("captions", {}).get(fig, fig)
+        lines += [f"![{caption}]({prefix}{fig})", "", f"*{caption}*", ""]
+    return "\n".join(lines)
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_fmt(x) for x in v)
+    return str(v)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Plain JSON types; numpy scalars/arrays unpacked; non-finite floats -> None."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    return obj
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(to_jsonable(obj), indent=1, allow_nan=False) + "\n")
+
+
+def package_versions() -> dict[str, str | None]:
+    """Versions of the packages whose numerics the results depend on, and the git commit."""
+    out: dict[str, str | None] = {"python": sys.version.split()[0]}
+    for mod in ("numpy", "scipy", "torch", "matplotlib", "eaglelab"):
+        try:
+            out[mod] = getattr(importlib.import_module(mod), "__version__", None)
+        except Exception:  # noqa: BLE001 - a missing optional package is just not reported
+            out[mod] = None
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = [f"{i.get('internal_api')} {i.get('version')} ({i.get('num_threads')} threads)"
+                for i in threadpool_info() if i.get("user_api") == "blas"]
+        out["blas"] = "; ".join(blas) or None
+    except Exception:  # noqa: BLE001
+        out["blas"] = None
+    out["git_commit"] = _git_commit()
+    return out
+
+
+def _git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except Exception:  # noqa: BLE001 - not a git checkout
+        return None

@@ -1,0 +1,225 @@
+"""`eaglelab reproduce`: each solver experiment's --quick run, checked on its measured numbers.
+
+Every experiment runs once (quick mode, one BLAS thread so timings are not wrecked by a
+busy machine) into a shared directory; the tests read its result.json and assert the
+qualitative claim it supports.  Together they take well under a minute on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eaglelab.experiments import (
+    EXPERIMENTS,
+    available,
+    cli_reproduce,
+    run_experiment,
+    write_report,
+)
+from eaglelab.experiments.realdata import resolve_data_dir
+from eaglelab.experiments.theory import controlled_alpha_problem
+from eaglelab.theory import diversity_index
+
+SOLVER_EXPERIMENTS = ("centralized", "sketched", "ablations", "estimation", "realdata", "theory")
+_RESULTS: dict[tuple[str, str], dict] = {}
+
+
+@pytest.fixture(scope="module")
+def out_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("reproduce")
+
+
+def result(name: str, out: Path) -> dict:
+    """Run `name` in quick mode once per module and return its result.json."""
+    key = (str(out), name)
+    if key not in _RESULTS:
+        run_experiment(name, out, quick=True, threads=1, progress=False)
+        _RESULTS[key] = json.loads((out / name / "result.json").read_text())
+    return _RESULTS[key]
+
+
+# ---------------------------------------------------------------------------------- the runner
+
+
+def test_registry_lists_the_solver_experiments():
+    assert set(SOLVER_EXPERIMENTS) <= set(available())
+    assert set(available()) <= set(EXPERIMENTS)
+    assert {"layers", "fidelity", "distributed"} <= set(EXPERIMENTS)
+
+
+def test_public_api_is_pinned():
+    import eaglelab.experiments as ex
+
+    assert sorted(ex.__all__) == sorted([
+        "EXPERIMENTS", "Claim", "Context", "ExperimentResult", "available", "cli_reproduce",
+        "reproduce_all", "run_experiment", "write_report"])
+
+
+def test_unknown_name_raises_listing_valid_names(tmp_path):
+    with pytest.raises(ValueError, match="valid names: .*centralized"):
+        cli_reproduce("centralised-typo", quick=True, seeds=None, out=tmp_path)
+    with pytest.raises(ValueError, match="valid names"):
+        run_experiment("nope", tmp_path)
+
+
+def test_registered_but_missing_module_says_so(tmp_path):
+    missing = [n for n in EXPERIMENTS if n not in available()]
+    if not missing:
+        pytest.skip("every registered experiment is implemented")
+    with pytest.raises(ValueError, match="not implemented yet"):
+        run_experiment(missing[0], tmp_path, quick=True)
+
+
+def test_bad_overrides_and_seeds_raise(tmp_path):
+    with pytest.raises(ValueError, match="unknown config keys .*'nn'"):
+        run_experiment("estimation", tmp_path, quick=True, overrides={"nn": 3})
+    with pytest.raises(ValueError, match="seeds"):
+        run_experiment("estimation", tmp_path, quick=True, seeds=0)
+
+
+def test_cli_reproduce_writes_section_config_and_report(tmp_path):
+    section = cli_reproduce("estimation", quick=True, seeds=2, out=tmp_path, progress=False)
+    assert section == tmp_path / "estimation" / "section.md"
+    cfg = json.loads((tmp_path / "estimation" / "config.json").read_text())
+    assert cfg["seeds"] == [0, 1] and cfg["quick"] is True
+    assert {"numpy", "scipy", "torch", "eaglelab"} <= set(cfg["versions"])
+    assert cfg["wall_seconds"] > 0 and cfg["config"]["n"] == 120
+    res = json.loads((tmp_path / "estimation" / "result.json").read_text())
+    assert len(res["data"]["runs"]) == 2
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "| estimation |" in report and "estimation/estimation_convergence.png" in report
+
+
+# ------------------------------------------------------------------------------ the experiments
+
+
+def test_centralized_log_kappa_and_cg_gap(out_dir):
+    r = result("centralized", out_dir)
+    d = r["data"]["derived"]
+    slope = d["eagle_slope_per_decade"]
+    assert 0 < slope < 10, slope  # log(kappa): a few iterations per decade of kappa
+    assert abs(slope - d["bound_slope_per_decade"]) < 3
+    ratios = d["cg_over_eagle_ratio"]
+    assert ratios[-1] > 10 and ratios[-1] > ratios[0]
+    comp = r["data"]["comparison"]
+    assert comp["rank_deficient"]["summary"]["eagle"]["fraction_reached"] == 1.0
+    assert comp["full_rank"]["summary"]["eagle"]["fraction_reached"] == 1.0
+    # lstsq is exact, GD far from the 1e-10 target within its cap
+    assert comp["full_rank"]["summary"]["lstsq"]["fraction_reached"] == 1.0
+    assert comp["full_rank"]["summary"]["gd"]["fraction_reached"] == 0.0
+    e_small, e_large = d["eagle_iterations_small_vs_large"]
+    assert abs(e_small - e_large) <= 3
+
+
+def test_sketched_iterations_grow_as_r_shrinks(out_dir):
+    r = result("sketched", out_dir)
+    e = r["data"]["summary"]["eagle"]
+    by_r = sorted(e, key=lambda x: x["r"])  # r = n/8, n/4, n/2, n
+    its = [x["median_iterations_to_tight"] for x in by_r]
+    assert all(v is not None for v in its)
+    assert all(a > b for a, b in zip(its, its[1:], strict=False)), its
+    ms = [x["median_ms_per_iteration"] for x in by_r]
+    assert ms[0] < ms[-1], ms  # a step on n/8 columns is cheaper than a dense step
+    r4 = next(x for x in r["data"]["derived"]["eagle_speedup_over_sgd_to_target"]
+              if x["r"] == by_r[1]["r"])
+    assert r4["speedup"] is not None and r4["speedup"] > 1
+
+
+def test_ablations_distributions_steps_and_noise(out_dir):
+    r = result("ablations", out_dir)["data"]
+    for law, v in r["distributions"]["laws"].items():
+        assert v["fraction_reached"] == 1.0, law
+    joint = {row["factor"]: row for row in r["step_sizes"]["joint"]}
+    for f, row in joint.items():
+        if f <= 1.8:
+            assert row["worst_best_error"] <= 1e-8, (f, row)
+    assert joint[1.0]["median_iterations"] <= min(
+        row["median_iterations"] for row in joint.values() if row["median_iterations"])
+    for row in r["step_sizes"]["ratio"]:
+        assert row["worst_best_error"] <= 1e-8, row
+    n = r["noise"]
+    assert n["median_eagle_final_error"] > 1.5 * n["median_eagle_best_error"]  # falls, then rises
+    assert n["median_eagle_best_iteration"] < 15
+    assert n["median_eagle_best_error"] <= 1.5 * n["median_gd_best_error"]
+
+
+def test_estimation_same_rate_as_eagle(out_dir):
+    r = result("estimation", out_dir)["data"]
+    for run in r["runs"]:
+        assert run["eagle_D_iterations"] is not None and run["estimate_W_iterations"] is not None
+        assert abs(run["estimate_W_iterations"] - run["eagle_D_iterations"]) <= 2
+    assert r["summary"]["max_identity_gap"] < 1e-10
+
+
+def test_realdata_eagle_reaches_residual_on_every_small_matrix(out_dir):
+    if resolve_data_dir() is None:
+        pytest.skip("no SuiteSparse folder beside the repository")
+    r = result("realdata", out_dir)["data"]
+    scored = {k: v for k, v in r["matrices"].items() if v.get("trivial") is False}
+    assert len(scored) >= 5
+    for name, v in scored.items():
+        assert v["times_to_eps"]["eagle"] is not None, name
+        assert v["times_to_eps"]["lstsq"] is not None, name
+    m = r["matrices"]
+    if "Maragal_1" in m:  # README: 32 x 14, rank 10
+        assert m["Maragal_1"]["shape"] == [32, 14] and m["Maragal_1"]["rank"] == 10
+    if "lp_afiro" in m:  # full row rank: built with on_full_rank="shrink"
+        assert m["lp_afiro"]["shrunk"] is True and m["lp_afiro"]["rank_used"] == 26
+    for v in m.values():
+        assert max(v["shape"]) <= 500  # quick mode: the small matrices only
+    ranks = r["average_rank"]
+    assert math.isclose(sum(ranks.values()), 10.0)  # ranks 1..4 average to 2.5 each
+
+
+def test_theory_measured_within_bounds(out_dir):
+    r = result("theory", out_dir)["data"]
+    t1 = r["theorem1"]
+    for m, b in zip(t1["measured_max"], t1["recursion_bound"], strict=True):
+        assert m is not None and m <= b + 1
+    for row in r["theorem2"]["rows"]:
+        assert abs(row["alpha_measured"] - row["alpha"]) < 1e-6
+        assert row["accelerated_fraction"] == 1.0
+        assert row["accelerated_rounds_max"] <= np.ceil(row["theorem2_bound"])
+        assert row["gd_over_eagle_min"] >= 10
+    small = [(row["alpha"], row["accelerated_rounds"]) for row in r["theorem2"]["rows"]
+             if row["alpha"] <= 0.3]
+    slope = np.polyfit(np.log([1 / a for a, _ in small]), np.log([m for _, m in small]), 1)[0]
+    assert 0.7 <= slope <= 1.3
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.5, 0.2, 0.05])
+def test_controlled_alpha_problem_has_the_requested_alpha(alpha):
+    A, B, C, part = controlled_alpha_problem(d=30, rank=12, workers=3, cols_per_worker=15,
+                                             alpha=alpha, kappa=50, seed=1)
+    assert A.shape == (30, 45) and np.linalg.matrix_rank(A) == 12
+    assert diversity_index(A, part) == pytest.approx(alpha, abs=1e-9)
+    W = B @ np.linalg.pinv(A)
+    assert np.allclose(W @ A, B) and np.allclose(A @ np.linalg.pinv(A) @ C, C)
+
+
+def test_controlled_alpha_problem_rejects_unreachable_alpha():
+    with pytest.raises(ValueError, match="alpha must be 1 or lie in"):
+        controlled_alpha_problem(30, 12, 3, 15, alpha=0.9, kappa=10)
+
+
+def test_report_has_every_claim_beside_the_paper(out_dir):
+    results = {n: result(n, out_dir) for n in SOLVER_EXPERIMENTS}
+    report = write_report(out_dir).read_text()
+    for name, res in results.items():
+        assert res["claims"], name
+        for c in res["claims"]:
+            assert c["verdict"] in ("agrees", "differs")
+            assert c["ours"] is not None and c["reason"]
+        assert f"## `{name}`" in report
+        for fig in res["figures"]:
+            assert f"({name}/{fig})" in report
+            assert (out_dir / name / fig).stat().st_size > 10_000  # a real picture
+    n_claims = sum(len(r["claims"]) for r in results.values())
+    assert f"of {n_claims} claims agree" in report
+    for missing in (n for n in EXPERIMENTS if n not in available()):
+        assert f"`{missing}`: not implemented yet" in report
