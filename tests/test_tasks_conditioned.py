@@ -5,7 +5,6 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from threadpoolctl import threadpool_limits
 
 from eaglelab.tasks import (
     conditioned_batch,
@@ -13,16 +12,6 @@ from eaglelab.tasks import (
     singular_value_profile,
     split,
 )
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny matrices: keep BLAS/OpenMP and torch single-threaded (fast on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(limits=1):
-        yield
-    torch.set_num_threads(threads)
 
 
 def _cond_nonzero(A: np.ndarray, rank: int) -> float:

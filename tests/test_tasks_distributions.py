@@ -7,7 +7,6 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from threadpoolctl import threadpool_limits
 
 from eaglelab.tasks import (
     DISTRIBUTIONS,
@@ -29,14 +28,6 @@ ABLATIONS = (
 )
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny matrices: keep BLAS/OpenMP and torch single-threaded (fast on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(limits=1):
-        yield
-    torch.set_num_threads(threads)
 
 
 def _draw(name, batch=512, seed=0, **kw):

@@ -7,7 +7,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.datasets import load_iris
 from sklearn.kernel_approximation import Nystroem
-from threadpoolctl import threadpool_limits
 
 from eaglelab.tasks import (
     KERNELS,
@@ -18,16 +17,6 @@ from eaglelab.tasks import (
     split,
     synthetic_points,
 )
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny matrices: keep BLAS/OpenMP and torch single-threaded (fast on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(limits=1):
-        yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from threadpoolctl import threadpool_limits
 
 from eaglelab.tasks import load_matrix, load_problem, matrix_task, save_problem
 
@@ -16,14 +14,6 @@ DATA = Path("/work/shared/data/suitesparse")
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="SuiteSparse test matrices not present")
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny matrices: keep BLAS/OpenMP and torch single-threaded (fast on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(limits=1):
-        yield
-    torch.set_num_threads(threads)
 
 
 def _low_rank(p, q, r, seed=0):

@@ -5,19 +5,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from threadpoolctl import threadpool_limits
 
 from eaglelab.tasks import nystrom_reference, regression_batch, regression_problem, split
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny matrices: keep BLAS/OpenMP and torch single-threaded (fast on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(limits=1):
-        yield
-    torch.set_num_threads(threads)
 
 
 def test_layout_and_noiseless_least_squares():

@@ -24,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from eaglelab.solvers._inputs import check_int, check_positive, check_reference, prepare, wrap_like
+from eaglelab.solvers._inputs import check_int, check_reference, prepare, wrap_like
 from eaglelab.solvers._result import SolveResult, StopRule, Timer
 from eaglelab.solvers._update import DenseWorkspace, dense_update
+from eaglelab.solvers.eagle import check_eagle_options
 
 __all__ = ["eagle_distributed", "distributed_gd", "partition_columns", "check_partition"]
 
@@ -94,12 +95,8 @@ def _run(A, B, C, *, workers, partition, eta, gamma, tol, max_iter, reference, f
     timer = Timer()
     prep = prepare(A, B, C, dtype=dtype)
     d, n, dp, np_ = prep.shape
-    tol = check_positive("tol", tol)
-    max_iter = check_int("max_iter", max_iter)
-    eta = check_positive("eta", eta, allow_zero=True)
-    gamma = check_positive("gamma", gamma)
-    if freeze_tol is not None:
-        freeze_tol = check_positive("freeze_tol", freeze_tol)
+    tol, max_iter, eta, gamma, freeze_tol = check_eagle_options(tol, max_iter, eta, gamma,
+                                                                freeze_tol)
     ref = check_reference(reference, dp, np_)
     if (workers is None) == (partition is None):
         raise ValueError("give exactly one of workers=M or partition=[column index arrays]")

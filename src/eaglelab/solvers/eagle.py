@@ -24,6 +24,13 @@ SKETCHES = ("orthogonal", "rows")
 Callback = Callable[[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray], Any]
 
 
+def check_eagle_options(tol, max_iter, eta, gamma, freeze_tol):
+    """Validate the options every EAGLE variant shares (ValueError naming the option)."""
+    return (check_positive("tol", tol), check_int("max_iter", max_iter),
+            check_positive("eta", eta, allow_zero=True), check_positive("gamma", gamma),
+            None if freeze_tol is None else check_positive("freeze_tol", freeze_tol))
+
+
 def draw_sketch(kind: str, n: int, r: int, rng: np.random.Generator, dtype=np.float64):
     """A random n x r sketch with orthonormal columns: Haar ("orthogonal", QR of a Gaussian
     with the sign fix) or a uniform column subset of the identity ("rows": returned as the
@@ -68,12 +75,8 @@ def eagle(A, B, C, *, eta: float = 1 / 3, gamma: float = 1.0, tol: float = 1e-10
     timer = Timer()
     prep = prepare(A, B, C, dtype=dtype)
     d, n, dp, np_ = prep.shape
-    tol = check_positive("tol", tol)
-    max_iter = check_int("max_iter", max_iter)
-    eta = check_positive("eta", eta, allow_zero=True)
-    gamma = check_positive("gamma", gamma)
-    if freeze_tol is not None:
-        freeze_tol = check_positive("freeze_tol", freeze_tol)
+    tol, max_iter, eta, gamma, freeze_tol = check_eagle_options(tol, max_iter, eta, gamma,
+                                                                freeze_tol)
     ref = check_reference(reference, dp, np_)
     if schedule is not None:
         if sketch is not None:
