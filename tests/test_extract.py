@@ -167,3 +167,47 @@ def test_adaptive_run_is_canonical_eagle():
 def test_layer_products_shapes():
     lp = LayerProducts([[np.eye(3)]], [[np.eye(3)]])
     assert lp.layers == 1 and lp.as_tensors()["W_QK"].shape == (1, 1, 3, 3)
+
+
+def test_pruning_keeps_the_useful_head_and_reports_losses():
+    cfg = ModelConfig(regime="unconstrained", heads=2)
+    sA, sC = stable_steps("unconstrained")
+    model = eagle_weights(cfg, sA, sC)          # head 0 is EAGLE, head 1 is zero
+    from eaglelab.extract import prune_heads
+
+    Z0, D = held_out(TASK, 64, 5)
+    pr = prune_heads(model, Z0, D, keep=1)
+    assert pr.model.config.heads == 1
+    assert pr.loss_after[0] == pytest.approx(pr.loss_before[0], rel=1e-12)
+    assert all(step["head"] == 1 for step in pr.history[0])
+    with pytest.raises(ValueError, match="keep"):
+        prune_heads(model, Z0, D, keep=3)
+
+
+def _tiny_run(tmp_path):
+    from eaglelab.train import cli_train
+
+    run = tmp_path / "run"
+    cli_train("unconstrained", 1, 3, run, quiet=True,
+              overrides={"train.batch": "8", "train.eval_size": "8", "model.layers": "2"})
+    return run
+
+
+def test_extract_cli_errors_are_clear(tmp_path):
+    from eaglelab.cli.extract_cmd import run_extraction
+
+    with pytest.raises(ValueError, match="not a run folder"):
+        run_extraction(tmp_path / "nowhere")
+    run = _tiny_run(tmp_path)
+    (run / "model.safetensors").unlink()
+    with pytest.raises(ValueError, match="not finished"):
+        run_extraction(run)
+
+
+def test_corrupt_weights_file_is_named(tmp_path):
+    from eaglelab.train import load_run
+
+    run = _tiny_run(tmp_path)
+    (run / "model.safetensors").write_bytes(b"\x00garbage")
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        load_run(run)

@@ -76,9 +76,13 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """All tensors and the metadata of a safetensors file."""
-    with safe_open(str(path), framework="pt") as fh:
-        meta = dict(fh.metadata() or {})
-        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = dict(fh.metadata() or {})
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as exc:  # safetensors raises its own error type for damaged files
+        raise ValueError(f"{path} is not a readable safetensors file ({exc}); it is damaged or "
+                         "was not written by eaglelab - restore it or retrain") from exc
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not an eaglelab checkpoint (format "
                          f"{meta.get('format')!r}, expected {FORMAT!r})")
