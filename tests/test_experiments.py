@@ -50,6 +50,7 @@ def test_registry_lists_the_solver_experiments():
     assert set(SOLVER_EXPERIMENTS) <= set(available())
     assert set(available()) <= set(EXPERIMENTS)
     assert {"layers", "fidelity", "distributed"} <= set(EXPERIMENTS)
+    assert "layers" in available()
 
 
 def test_public_api_is_pinned():
@@ -223,3 +224,18 @@ def test_report_has_every_claim_beside_the_paper(out_dir):
     assert f"of {n_claims} claims agree" in report
     for missing in (n for n in EXPERIMENTS if n not in available()):
         assert f"`{missing}`: not implemented yet" in report
+
+
+# ------------------------------------------------------------------------------------ layers
+
+
+def test_layers_quick_trained_models_reduce_error_layer_by_layer(out_dir):
+    """Quick mode trains each regime for 400 steps: the D-slot error must already fall at
+    every layer (by > 2x overall) and the extracted algorithm track the model."""
+    res = result("layers", out_dir)
+    for regime, m in res["data"]["median"].items():
+        mse = m["mse_model"]
+        assert all(b < a for a, b in zip(mse, mse[1:], strict=False)), (regime, mse)
+        assert mse[0] / mse[-1] > 2, (regime, mse)
+        s = res["data"]["regimes"][regime]["summary"]
+        assert max(s["fidelity"]) < s["mse"], (regime, s["fidelity"], s["mse"])
