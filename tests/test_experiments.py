@@ -50,7 +50,7 @@ def test_registry_lists_the_solver_experiments():
     assert set(SOLVER_EXPERIMENTS) <= set(available())
     assert set(available()) <= set(EXPERIMENTS)
     assert {"layers", "fidelity", "distributed"} <= set(EXPERIMENTS)
-    assert "layers" in available()
+    assert {"layers", "distributed"} <= set(available())
 
 
 def test_public_api_is_pinned():
@@ -239,3 +239,21 @@ def test_layers_quick_trained_models_reduce_error_layer_by_layer(out_dir):
         assert mse[0] / mse[-1] > 2, (regime, mse)
         s = res["data"]["regimes"][regime]["summary"]
         assert max(s["fidelity"]) < s["mse"], (regime, s["fidelity"], s["mse"])
+
+
+# ------------------------------------------------------------------------------ distributed
+
+
+def test_distributed_quick_rounds_flat_in_M_and_grow_like_inverse_alpha(out_dir):
+    """Quick mode runs EAGLE on real gloo processes: rounds must not grow with M at
+    alpha = 1, must grow about like 1/alpha, beat GD >= 10x, and the measured payload must
+    be (d + d') n'."""
+    res = result("distributed", out_dir)
+    data = res["data"]
+    assert data["m_spread"] <= 1.5
+    assert 0.5 <= data["slope"] <= 1.5
+    for r in data["rows"]:
+        assert r["eagle_rounds"] is not None
+        assert (r["gd_rounds"] or r["gd_cap"]) >= 10 * r["eagle_rounds"]
+        if r["M"] > 1:
+            assert r["floats_per_round_per_rank"] == r["expected_floats"]
