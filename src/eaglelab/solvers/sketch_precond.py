@@ -58,12 +58,11 @@ from eaglelab.solvers._inputs import (
 )
 from eaglelab.solvers._result import SolveResult, Timer
 from eaglelab.solvers.cg import _matmat
+from eaglelab.solvers.lsmr import row_solver_status
 from eaglelab.solvers.lstsq import _final_history
 
 __all__ = ["sketch_precond_lsqr"]
 
-_CONVERGED = (0, 1, 2, 4, 5)  # LSQR istop codes that mean "solved" (see lsmr.py)
-_ITERATION_LIMIT = 7
 
 
 def sketch_precond_lsqr(A: Any, B: Any, C: Any, *, oversample: float = 4.0,
@@ -144,23 +143,13 @@ def sketch_precond_lsqr(A: Any, B: Any, C: Any, *, oversample: float = 4.0,
     D = (W @ prep.C.astype(np.float64, copy=False)).astype(prep.dtype)
     W = W.astype(prep.dtype)
     stops, its = info["istop_per_row"], info["iterations_per_row"]
-    bad = [j for j, st in enumerate(stops) if st not in _CONVERGED]
-    finite = bool(np.all(np.isfinite(D)))
-    if not finite:
-        status = "failed: LSQR produced non-finite values; rescale A and B"
-    elif not bad:
-        status = "converged"
-    elif all(stops[j] == _ITERATION_LIMIT for j in bad):
-        limit = max_iter if max_iter is not None else 2 * info["rank"]
-        status = (f"iteration limit max_iter={limit} reached by LSQR for {len(bad)} of {dp} "
-                  f"rows of B before tol={tol:g}; increase max_iter or oversample")
-    else:
-        status = (f"LSQR stopped early (istop={[stops[j] for j in bad]}) for {len(bad)} of "
-                  f"{dp} rows of B; see scipy.sparse.linalg.lsqr")
+    limit = max_iter if max_iter is not None else 2 * info["rank"]
+    converged, status = row_solver_status("LSQR", D, stops, limit, tol,
+                                          "increase max_iter or oversample")
     history = _final_history(D, ref, timer)
     return SolveResult(
         D=wrap_like(D, prep), W=wrap_like(W, prep), method="sketch_precond",
-        iterations=max(its), converged=finite and not bad, status=status, history=history,
+        iterations=max(its), converged=converged, status=status, history=history,
         seconds=timer(), floats_sent_per_worker=0, info=info)
 
 
