@@ -231,7 +231,6 @@ def _rounds(comm: Comm, A_: np.ndarray, B_: np.ndarray, C0: np.ndarray, ref, mar
     ws = DenseWorkspace(d, n_mu, dt)
     stop = StopRule(tol, max_iter, ref, timer)
     frozen_at: int | None = None
-    status_override = None
     local_error = None
     D_old = D_.copy()
     for l in range(max_iter):
@@ -250,14 +249,12 @@ def _rounds(comm: Comm, A_: np.ndarray, B_: np.ndarray, C0: np.ndarray, ref, mar
             comm.allreduce_sum_(buf, tag="round", phase=f"round {l + 1}")
             np.multiply(buf, 1.0 / M, out=buf)
         if not np.all(np.isfinite(buf)):
-            status_override = (f"diverged at round {l + 1}: a worker's update overflowed or "
-                               "became non-finite; reduce eta/gamma")
+            stop.fail(f"diverged at round {l + 1}: a worker's update overflowed or became "
+                      "non-finite; reduce eta/gamma")
         if callback is not None:
             callback(l, C_, D_)
-        if status_override or stop.record(D_, D_old):
+        if stop.failure or stop.record(D_, D_old):
             break
-    if status_override:
-        stop.diverged = True
     rounds = len(stop.history.change)
     D_out = (D_old if stop.diverged else D_).copy()
 
@@ -301,7 +298,7 @@ def _rounds(comm: Comm, A_: np.ndarray, B_: np.ndarray, C0: np.ndarray, ref, mar
     errors = [e["local_error"] for e in everyone if e["local_error"]]
     if errors:
         info["worker_errors"] = errors
-    status = status_override or stop.status()
+    status = stop.status()
     if not comm_info["ranks_agree"]:
         status += "; WARNING: ranks ended with different D (report this as a bug)"
     name = "eagle_distributed" if method == "eagle" else "distributed_gd"

@@ -103,6 +103,13 @@ class StopRule:
         self.diverged = False
         self.divergence_factor = divergence_factor
         self._first_norm: float | None = None
+        self.failure: str | None = None
+
+    def fail(self, message: str) -> None:
+        """Stop with a divergence the caller detected itself (an overflow inside a step):
+        the result reports `message` as its status and converged=False."""
+        self.diverged = True
+        self.failure = message
 
     def record(self, D_new: np.ndarray, D_old: np.ndarray) -> bool:
         change = float(np.linalg.norm(D_new - D_old))
@@ -127,6 +134,8 @@ class StopRule:
         return len(h.change) >= self.max_iter
 
     def status(self) -> str:
+        if self.failure:
+            return self.failure
         if self.diverged:
             return ("diverged: the iterate became non-finite or grew without bound; "
                     "reduce the step sizes")

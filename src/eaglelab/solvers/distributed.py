@@ -122,7 +122,6 @@ def _run(A, B, C, *, workers, partition, eta, gamma, tol, max_iter, reference, f
     D_ = np.zeros((dp, np_), dtype=dt)
     stop = StopRule(tol, max_iter, ref, timer)
     frozen_at: list[int | None] = [None] * M
-    status_override = None
     for l in range(max_iter):
         D_old = D_.copy()
         C_sum = np.zeros_like(C_)
@@ -141,16 +140,14 @@ def _run(A, B, C, *, workers, partition, eta, gamma, tol, max_iter, reference, f
                         C_sum += C_mu
                         D_sum += D_mu
         except FloatingPointError as exc:
-            status_override = f"diverged at round {l + 1}: {exc}; reduce eta/gamma"
-        if M > 1 and status_override is None:
+            stop.fail(f"diverged at round {l + 1}: {exc}; reduce eta/gamma")
+        if M > 1 and stop.failure is None:
             np.multiply(C_sum, 1.0 / M, out=C_)
             np.multiply(D_sum, 1.0 / M, out=D_)
         if callback is not None:
             callback(l, C_, D_)
-        if status_override or stop.record(D_, D_old):
+        if stop.failure or stop.record(D_, D_old):
             break
-    if status_override:
-        stop.diverged = True
     rounds = len(stop.history.change)
     per_worker = (d + dp) * np_ if M > 1 else 0
     info: dict[str, Any] = {"workers": M, "eta": eta, "gamma": gamma}
@@ -158,6 +155,6 @@ def _run(A, B, C, *, workers, partition, eta, gamma, tol, max_iter, reference, f
         info["frozen_at"] = frozen_at
     return SolveResult(D=wrap_like(D_old if stop.diverged else D_, prep), method=method,
                        iterations=rounds, converged=stop.converged and not stop.diverged,
-                       status=status_override or stop.status(), history=stop.history,
+                       status=stop.status(), history=stop.history,
                        seconds=timer(), floats_sent_per_worker=per_worker,
                        total_floats_sent=per_worker * M * rounds, info=info)

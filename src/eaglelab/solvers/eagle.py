@@ -102,7 +102,6 @@ def eagle(A, B, C, *, eta: float = 1 / 3, gamma: float = 1.0, tol: float = 1e-10
     ws = DenseWorkspace(d, n, dt)
     rng = np.random.default_rng(seed)
     frozen_at = None
-    status_override = None
     method = "eagle" if sketch is None else f"eagle_sketched_{sketch}"
     for l in range(max_iter):
         D_old = D_.copy()
@@ -126,15 +125,13 @@ def eagle(A, B, C, *, eta: float = 1 / 3, gamma: float = 1.0, tol: float = 1e-10
                         frozen_at = l + 1
         except FloatingPointError as exc:
             D_[...] = np.nan
-            status_override = f"diverged at iteration {l + 1}: {exc}; reduce eta/gamma"
+            stop.fail(f"diverged at iteration {l + 1}: {exc}; reduce eta/gamma")
         if callback is not None:
             callback(l, A_, B_, C_, D_)
-        if status_override or stop.record(D_, D_old):
+        if stop.failure or stop.record(D_, D_old):
             break
-    if status_override:
-        stop.diverged = True
     converged = stop.converged and not stop.diverged
-    status = status_override or stop.status()
+    status = stop.status()
     D_out = D_ if not stop.diverged else D_old
     info: dict[str, Any] = {"eta": eta, "gamma": gamma}
     if sketch is not None:
