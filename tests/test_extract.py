@@ -211,3 +211,12 @@ def test_corrupt_weights_file_is_named(tmp_path):
     (run / "model.safetensors").write_bytes(b"\x00garbage")
     with pytest.raises(ValueError, match="not a readable safetensors file"):
         load_run(run)
+
+
+def test_extract_leaves_the_callers_model_untouched():
+    from eaglelab.models.transformer import LinearTransformer
+
+    m = LinearTransformer(ModelConfig(), 1)
+    before = m.theta.detach().clone()
+    extract(m, TASK, val_size=32)
+    assert m.theta.dtype == torch.float32 and torch.equal(m.theta.detach(), before)

@@ -14,7 +14,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 from rich.panel import Panel
 
@@ -73,7 +72,7 @@ def demo(
     console.print(fidelity_rich_table(ex))
     console.print(f"test MSE: transformer {s['mse']:.2e} | extracted algorithm "
                   f"{s['mse_algorithm']:.2e} | canonical EAGLE (fitted eta, gamma) "
-                  f"{s['mse_canonical']:.2e} | predicting zero {_zero_mse(run_dir):.2e}")
+                  f"{s['mse_canonical']:.2e} | predicting zero {ex.seeds[0].layers_model['mse'][0]:.2e}")
     seed0 = ex.seeds[0]
     console.print("per-layer steps relative to the batch-max ||A_l||^2: eta_l = "
                   + ", ".join(f"{v:.2f}" for v in seed0.eta_layers) + ";  gamma_l = "
@@ -102,12 +101,3 @@ def demo(
         {"summary": s, "solver_comparison": cmp, "wall_seconds": elapsed,
          "steps": steps, "seed": seed}, indent=2, default=float))
 
-
-def _zero_mse(run_dir: Path) -> float:
-    """MSE of predicting D = 0 on the run's held-out set (the trivial baseline)."""
-    from eaglelab.extract.pipeline import held_out
-    from eaglelab.train import load_run
-
-    run = load_run(run_dir)
-    _, D = held_out(run.config.task, 1024, 20251)
-    return float(np.mean(D.numpy() ** 2))

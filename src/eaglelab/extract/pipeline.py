@@ -7,6 +7,7 @@ against the model, plus the canonical EAGLE with the fitted constants.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,7 +124,9 @@ def extract(model, task, *, val_size: int = 1024, seed: int = 20251,
     if (c.n, c.d, c.n_prime, c.d_prime) != (task.n, task.d, task.n_prime, task.d_prime):
         raise ValueError(f"model sizes (n, d, n', d') = {(c.n, c.d, c.n_prime, c.d_prime)} do not "
                          f"match the task's {(task.n, task.d, task.n_prime, task.d_prime)}")
-    model = model.double() if model.theta.dtype != torch.float64 else model
+    # work on a float64 copy: nn.Module.double() converts in place, and the caller's model
+    # (e.g. a run being trained or inspected) must not change dtype under it
+    model = copy.deepcopy(model).double()
     Z0, D = held_out(task, val_size, seed)
     Zc, _ = held_out(task, val_size, seed + 1)          # calibration batch for the norms
     prune = None
