@@ -220,3 +220,41 @@ def test_extract_leaves_the_callers_model_untouched():
     before = m.theta.detach().clone()
     extract(m, TASK, val_size=32)
     assert m.theta.dtype == torch.float32 and torch.equal(m.theta.detach(), before)
+
+
+def test_extraction_recovers_cross_machine_writes():
+    """A distributed model whose heads also write the other machines' columns (with a
+    different step per pair) is extracted exactly, and the paper's local reading is not."""
+    cfg = ModelConfig(regime="distributed")
+    sA, sC = stable_steps("distributed")
+    rng = np.random.default_rng(3)
+    # three heads add up on each machine: keep the summed step near the stable local one
+    writes = np.stack([s * (0.2 + 0.3 * rng.random((3, 3))) for s in sA])   # (L, M, M)
+    model = eagle_weights(cfg, writes, sC)
+    ex = extract(model, TASK, val_size=128)
+    s = ex.seeds[0]
+    for l in range(4):
+        np.testing.assert_allclose(s.algorithm.writes[l] / s.norms[l], writes[l], rtol=1e-12)
+    assert max(s.fidelity) < 1e-26
+    summ = ex.summary()
+    assert min(summ["cross_write"]) > 0.3
+    # dropping the cross writes changes the computation far above rounding
+    assert min(summ["fidelity_local"][1:]) > 1e-8
+
+
+def test_all_equal_writes_are_the_centralised_update_from_local_grams():
+    Z0, _ = held_out(TASK, 16, 11)
+    d, n = TASK.d, TASK.n
+    part = [np.arange(6 * m, 6 * m + 6) for m in range(3)]
+    s = 0.01
+    Zs = ExtractedAlgorithm("distributed", n, d, [1.0], [0.0], [1.0 / s], partition=part,
+                            writes=[np.ones((3, 3))]).run(Z0)
+    A = Z0[:, :d, :n]
+    B = Z0[:, d:, :n]
+    expect_A = A - s * A @ A.transpose(-1, -2) @ A
+    expect_B = B - s * B @ A.transpose(-1, -2) @ A
+    torch.testing.assert_close(Zs[1][:, :d, :n], expect_A, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(Zs[1][:, d:, :n], expect_B, rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="3 x 3"):
+        ExtractedAlgorithm("distributed", n, d, [1.0], [0.0], [1.0], partition=part,
+                           writes=[np.ones((2, 2))])

@@ -25,6 +25,8 @@ def fidelity_rich_table(ex) -> Table:
     t.add_row("extracted algorithm", *[f"{v:.1e}" for v in s["fidelity"]])
     t.add_row("  D slot only", *[f"{v:.1e}" for v in s["fidelity_prediction"]])
     t.add_row("canonical EAGLE", *[f"{v:.1e}" for v in s["fidelity_canonical"]])
+    if "fidelity_local" in s:
+        t.add_row("local writes only", *[f"{v:.1e}" for v in s["fidelity_local"]])
     t.add_row("model test MSE", *[""] * (L - 1), f"{s['mse']:.1e}")
     return t
 

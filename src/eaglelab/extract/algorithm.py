@@ -7,7 +7,11 @@ training distribution at that layer - the model learned fixed steps, not per-pro
 - unconstrained / estimation: S = I;
 - compute-limited: a learned sketch S_l (n x r, orthonormal columns);
 - distributed: every machine mu updates its own (A^mu, B^mu) and the shared (C, D) with S = I
-  on its columns, then C, D are averaged over machines.
+  on its columns, then C, D are averaged over machines.  `writes` (per layer an M x M array
+  of eta^{mu,nu}) generalises the local update: head mu also moves machine nu's columns,
+  A^nu -= (eta^{mu,nu} / N_l) A^mu A^mu^T A^nu.  A model whose value weights span every
+  machine (eta^{mu,nu} = eta for all pairs) computes A <- A - s (sum_mu A^mu A^mu^T) A, the
+  centralised update assembled from local Grams; None means the paper's local update.
 
 `run` applies it to a batch of prompts in the model's layout and sign convention (the D slot
 holds MINUS the running prediction), so its activations compare entry by entry with the
@@ -18,7 +22,7 @@ gamma_l instead - canonical EAGLE, for tasks whose scale differs from the traini
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -38,7 +42,18 @@ class ExtractedAlgorithm:
     norms: list[float]          # N_l: batch-max ||A_l||_2^2 at layer l (calibration)
     sketches: list[np.ndarray | None] | None = None
     partition: list[np.ndarray] | None = None
+    writes: list[np.ndarray] | None = None   # distributed: eta^{mu,nu} per layer (M x M)
     meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.writes is not None:
+            if self.partition is None:
+                raise ValueError("writes (machine-to-machine steps) need a partition")
+            M = len(self.partition)
+            self.writes = [np.asarray(w, dtype=np.float64) for w in self.writes]
+            if len(self.writes) != len(self.eta) or any(w.shape != (M, M) for w in self.writes):
+                raise ValueError(f"writes must hold one {M} x {M} array per layer "
+                                 f"({len(self.eta)} layers)")
 
     @property
     def layers(self) -> int:
@@ -52,11 +67,20 @@ class ExtractedAlgorithm:
     def steps_C(self) -> list[float]:
         return [g / N for g, N in zip(self.gamma, self.norms, strict=True)]
 
+    def _relative_A(self) -> list:
+        return self.eta if self.writes is None else self.writes
+
+    def local(self) -> ExtractedAlgorithm:
+        """The same algorithm with every cross-machine write dropped (the paper's reading)."""
+        return replace(self, writes=None)
+
     def run(self, Z0: torch.Tensor, adaptive: bool = False) -> list[torch.Tensor]:
         """[Z_0, ..., Z_L] on prompts Z0 (B, T, W) in the model's convention (float64)."""
-        return eagle_layers(Z0, self.d, self.n, self.steps_A, self.steps_C,
+        rel = self._relative_A()
+        steps_A = [np.asarray(e) / N for e, N in zip(rel, self.norms, strict=True)]
+        return eagle_layers(Z0, self.d, self.n, steps_A, self.steps_C,
                             sketches=self.sketches, partition=self.partition,
-                            eta_gamma=(self.eta, self.gamma) if adaptive else None)
+                            eta_gamma=(rel, self.gamma) if adaptive else None)
 
     def predict(self, Z0: torch.Tensor, adaptive: bool = False) -> torch.Tensor:
         return -self.run(Z0, adaptive)[-1][:, self.d:, self.n:]
@@ -73,11 +97,21 @@ class ExtractedAlgorithm:
                 "steps_C": self.steps_C,
                 "sketch_ranks": None if self.sketches is None else
                 [None if S is None else int(S.shape[1]) for S in self.sketches],
-                "machines": None if self.partition is None else len(self.partition)}
+                "machines": None if self.partition is None else len(self.partition),
+                "writes": None if self.writes is None else [w.tolist() for w in self.writes]}
 
 
 def _spectral_sq(M: torch.Tensor) -> torch.Tensor:
     return torch.linalg.matrix_norm(M, ord=2) ** 2
+
+
+def _step(value, l: int, mu: int, nu: int):
+    """Layer l's step for head mu writing machine nu's columns: a scalar per layer means
+    local writes only (nu == mu); an M x M array per layer gives every pair its step."""
+    v = np.asarray(value[l], dtype=np.float64)
+    if v.ndim == 0:
+        return float(v) if mu == nu else 0.0
+    return float(v[mu, nu])
 
 
 def eagle_layers(Z0: torch.Tensor, d: int, n: int, steps_A, steps_C, *, sketches=None,
@@ -85,33 +119,40 @@ def eagle_layers(Z0: torch.Tensor, d: int, n: int, steps_A, steps_C, *, sketches
     """Batched EAGLE in the model's layout: Z = [[A, C], [B, -D]] per problem.
 
     steps_A/steps_C: absolute per-layer steps; eta_gamma=(eta_l, gamma_l) switches to
-    per-problem rho (then steps_* are ignored).  Returns every layer's Z (float64)."""
+    per-problem rho (then steps_* are ignored).  With a partition, an entry of steps_A (or
+    eta_l) may be an M x M array: head mu then also writes machine nu's columns,
+    A^nu -= s[mu, nu] A^mu A^mu^T A^nu (and B^nu likewise) - the scalar form is the
+    paper's local update s[mu, mu] = s, s[mu, nu != mu] = 0.  Returns every layer's Z
+    (float64)."""
     Z = Z0.to(torch.float64)
     out = [Z]
     blocks = [torch.arange(n)] if partition is None else [torch.as_tensor(J) for J in partition]
     M = len(blocks)
-    for l in range(len(steps_A)):
+    batch = Z.shape[0]
+    for l in range(len(steps_A if eta_gamma is None else eta_gamma[0])):
         A, B, C, Dm = Z[:, :d, :n], Z[:, d:, :n], Z[:, :d, n:], Z[:, d:, n:]
         S = None if sketches is None or sketches[l] is None else torch.as_tensor(sketches[l])
+        V = A if S is None else A @ S @ S.T          # what the value read-out sees of A
         A_new, B_new = A.clone(), B.clone()
         C_acc = torch.zeros_like(C)
         D_acc = torch.zeros_like(Dm)
-        for J in blocks:
-            Am, Bm = A[..., J], B[..., J]
-            At = Am if S is None else Am @ S
-            Bt = Bm if S is None else Bm @ S
+        for mu, J in enumerate(blocks):
+            At = A[..., J] if S is None else A @ S
+            Bt = B[..., J] if S is None else B @ S
             if eta_gamma is None:
-                sA = torch.full((Z.shape[0], 1, 1), float(steps_A[l]), dtype=Z.dtype)
-                sC = torch.full((Z.shape[0], 1, 1), float(steps_C[l]), dtype=Z.dtype)
+                scale, rel_A, rel_C = torch.ones(batch, 1, 1, dtype=Z.dtype), steps_A, steps_C
             else:
-                rho = (1.0 / _spectral_sq(At))[:, None, None]
-                sA, sC = eta_gamma[0][l] * rho, eta_gamma[1][l] * rho
-            K = At.transpose(-1, -2) @ At
-            dA, dB = At @ K, Bt @ K
-            if S is not None:
-                dA, dB = dA @ S.T, dB @ S.T
-            A_new[..., J] = Am - sA * dA
-            B_new[..., J] = Bm - sA * dB
+                scale = (1.0 / _spectral_sq(At))[:, None, None]
+                rel_A, rel_C = eta_gamma
+            cols = torch.zeros(batch, 1, n, dtype=Z.dtype)   # step per written column
+            for nu, Jn in enumerate(blocks):
+                s = _step(rel_A, l, mu, nu)
+                if s != 0.0:
+                    cols[..., Jn] = s * scale
+            G = At.transpose(-1, -2) @ V
+            A_new = A_new - cols * (At @ G)
+            B_new = B_new - cols * (Bt @ G)
+            sC = float(np.asarray(rel_C[l])) * scale
             AtC = At.transpose(-1, -2) @ C
             C_acc = C_acc + (C - sC * (At @ AtC))
             D_acc = D_acc + (Dm - sC * (Bt @ AtC))   # D slot holds minus EAGLE's D

@@ -25,7 +25,13 @@ from eaglelab.extract.fidelity import (
 from eaglelab.extract.products import LayerProducts, model_products, products_forward
 from eaglelab.extract.properties import block_structure, numerical_rank, sketch_comparison
 from eaglelab.extract.prune import prune_heads
-from eaglelab.extract.scaling import batch_max_norms, fit_constant, layer_steps, learned_sketch
+from eaglelab.extract.scaling import (
+    batch_max_norms,
+    fit_constant,
+    layer_steps,
+    learned_sketch,
+    write_steps,
+)
 from eaglelab.extract.simplify import simplify_products
 from eaglelab.tasks.blocks import prompt
 
@@ -55,6 +61,7 @@ class SeedExtraction:
     layers_algorithm: dict[str, list[float]]
     simplify: dict
     sketch: list[dict] | None = None
+    local: dict | None = None        # distributed: the local-write reading (paper's form)
     algorithm: ExtractedAlgorithm | None = field(default=None, repr=False)
     products: LayerProducts | None = field(default=None, repr=False)
 
@@ -97,12 +104,34 @@ class Extraction:
             "faithful": bool(np.all(f.mean(axis=0) < mse.mean())),
             # the read-out only: the algorithm's running prediction (D slot) follows the model's
             "prediction_faithful": bool(np.all(fD.mean(axis=0) < mse.mean())),
+            **self._local_summary(mse.mean()),
         }
+
+    def _local_summary(self, mse: float) -> dict[str, Any]:
+        """Distributed regime: how the paper's local-write reading fares next to the
+        extracted (learned-writes) algorithm."""
+        if any(s.local is None for s in self.seeds):
+            return {}
+        fl = np.array([s.local["fidelity"] for s in self.seeds])
+        cw = np.array([s.local["cross_write"] for s in self.seeds])
+        return {"fidelity_local": fl.mean(axis=0).tolist(),
+                "faithful_local": bool(np.all(fl.mean(axis=0) < mse)),
+                "mse_local": float(np.mean([s.local["mse"] for s in self.seeds])),
+                "cross_write": cw.mean(axis=0).tolist()}
 
     def to_dict(self) -> dict[str, Any]:
         return {"summary": self.summary(), "regime": self.regime, "config": self.config,
                 "nystrom_mse": self.nystrom_mse, "prune": self.prune,
                 "seeds": [s.to_dict() for s in self.seeds]}
+
+
+def _cross_ratio(W: np.ndarray) -> float:
+    """Mean |off-diagonal| over mean |diagonal| of a machine-to-machine step matrix."""
+    M = W.shape[0]
+    if M < 2:
+        return 0.0
+    off = np.abs(W[~np.eye(M, dtype=bool)]).mean()
+    return float(off / np.abs(np.diag(W)).mean())
 
 
 def held_out(task, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -151,8 +180,12 @@ def extract(model, task, *, val_size: int = 1024, seed: int = 20251,
         calib = [z[0] for z in one.layer_outputs(Zc)]
         norms = batch_max_norms(calib, c.d, c.n, partition, sketches)
         eta_l, gamma_l = (sA * norms).tolist(), (sC * norms).tolist()
+        writes = None
+        if partition is not None:   # what each head writes on every machine, as learned
+            writes = [W * N for W, N in zip(write_steps(prods, c.n, partition), norms,
+                                            strict=True)]
         alg = ExtractedAlgorithm(c.regime, c.n, c.d, eta_l, gamma_l, norms.tolist(),
-                                 sketches=sketches, partition=partition)
+                                 sketches=sketches, partition=partition, writes=writes)
         # the last layer's A update is never read (only its D slot is), so eta is fitted on
         # layers 1..L-1; gamma (which moves C and D) on every layer
         eta = fit_constant(sA[:-1], norms[:-1]) if c.layers > 1 else fit_constant(sA, norms)
@@ -160,11 +193,19 @@ def extract(model, task, *, val_size: int = 1024, seed: int = 20251,
         canon = ExtractedAlgorithm(c.regime, c.n, c.d, [eta] * c.layers, [gamma] * c.layers,
                                    norms.tolist(), sketches=sketches, partition=partition)
         Za, Zcanon = alg.run(Z0), canon.run(Z0)
+        local = None
+        if writes is not None:
+            Zloc = alg.local().run(Z0)
+            local = {"fidelity": layer_fidelity(Zm, Zloc),
+                     "mse": prediction_mse(Zloc[-1], D, c.d, c.n),
+                     # off-diagonal / diagonal write strength per layer (0 = local update)
+                     "cross_write": [_cross_ratio(W) for W in writes]}
         structure, ranks = [], []
         for l in range(c.layers):
             row, rk = [], []
             for h, (Wqk, Wvp) in enumerate(zip(prods.W_QK[l], prods.W_VP[l], strict=True)):
-                cols = None if partition is None else partition[h % len(partition)]
+                cols = (None if partition is None else
+                        partition[h * len(partition) // len(prods.W_QK[l])])
                 row.append({"qk": block_structure(Wqk, c.n, cols),
                             "vp": block_structure(Wvp, c.n, cols)})
                 blk = Wqk[:c.n, :c.n] if cols is None else Wqk[np.ix_(cols, cols)]
@@ -188,7 +229,8 @@ def extract(model, task, *, val_size: int = 1024, seed: int = 20251,
             structure=structure, ranks=ranks,
             layers_model=layer_quantities(Zm, D, c.d, c.n, data_rank),
             layers_algorithm=layer_quantities(Za, D, c.d, c.n, data_rank),
-            simplify=rep.to_dict(), sketch=sketch, algorithm=alg, products=prods))
+            simplify=rep.to_dict(), sketch=sketch, local=local, algorithm=alg,
+            products=prods))
     config = {"val_size": val_size, "seed": seed, "prune_to": prune_to, "factor": factor,
               "qk_levels": qk_levels, "vp_levels": vp_levels, "model": c.to_dict(),
               "task": task.to_dict()}

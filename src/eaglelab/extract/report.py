@@ -36,6 +36,16 @@ def update_rule(ex: Extraction) -> str:
     if ex.regime == "distributed":
         lines.insert(1, "every machine mu applies the update to its own (A^mu, B^mu) and the "
                         "shared (C, D); C and D are then averaged over the machines")
+        cross = s.get("cross_write")
+        if cross is not None and max(cross) > 0.1:
+            lines[2:4] = [
+                "A^nu <- A^nu - rho_l sum_mu eta_l^{mu,nu} (A^mu)(A^mu)^T(A^nu)   "
+                "(head mu also writes machine nu)",
+                "B^nu <- B^nu - rho_l sum_mu eta_l^{mu,nu} (B^mu)(A^mu)^T(A^nu)"]
+            lines.append("cross-machine write strength, mean |eta^{mu,nu}| off / on the "
+                         "diagonal, per layer: " + " ".join(f"{v:.2f}" for v in cross)
+                         + "  (0 = the paper's local update, 1 = the centralised A update "
+                         "from summed local Grams)")
     return "\n".join(lines)
 
 
@@ -51,6 +61,9 @@ def fidelity_table(ex: Extraction) -> str:
             + " | ".join(f"{v:.2e}" for v in s["fidelity_prediction"]) + " |",
             "| fidelity, canonical EAGLE | " + " | ".join(f"{v:.2e}" for v in s["fidelity_canonical"])
             + " |"]
+    if "fidelity_local" in s:
+        rows.append("| fidelity, local writes only (paper's form) | "
+                    + " | ".join(f"{v:.2e}" for v in s["fidelity_local"]) + " |")
     return "\n".join(rows)
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["head_steps", "layer_steps", "batch_max_norms", "fit_constant", "learned_sketch"]
+__all__ = ["head_steps", "layer_steps", "write_steps", "batch_max_norms", "fit_constant", "learned_sketch"]
 
 
 def head_steps(W_QK: np.ndarray, W_VP: np.ndarray, n: int, columns=None,
@@ -48,7 +48,8 @@ def layer_steps(prods, regime: str, n: int, *, r: int | None = None,
         pairs = []
         for h, (Wqk, Wvp) in enumerate(zip(prods.W_QK[l], prods.W_VP[l], strict=True)):
             if regime == "distributed":
-                pairs.append(head_steps(Wqk, Wvp, n, columns=partition[h % len(partition)],
+                mu = h * len(partition) // len(prods.W_QK[l])   # heads are machine-major
+                pairs.append(head_steps(Wqk, Wvp, n, columns=partition[mu],
                                         machines=len(partition)))
             else:
                 pairs.append(head_steps(Wqk, Wvp, n, rank=r if regime == "compute-limited"
@@ -61,6 +62,29 @@ def layer_steps(prods, regime: str, n: int, *, r: int | None = None,
         sA_sd.append(arr[:, 0].std())
         sC_sd.append(arr[:, 1].std())
     return np.asarray(sA), np.asarray(sC), np.asarray(sA_sd), np.asarray(sC_sd)
+
+
+def write_steps(prods, n: int, partition) -> list[np.ndarray]:
+    """Distributed regime: per layer the M x M matrix of absolute A steps
+    s[mu, nu] = -a1^mu a2^{mu,nu}, where a1^mu = tr(W_QK[J_mu, J_mu]) / n_mu is head mu's
+    attention scale and a2^{mu,nu} = tr(W_VP[J_nu, J_nu]) / n_nu how strongly it writes
+    machine nu's columns (heads are machine-major; several heads of a machine add up).
+    The paper's local update has s[mu, nu] = 0 off the diagonal."""
+    M = len(partition)
+    out = []
+    for l in range(prods.layers):
+        H = len(prods.W_QK[l])
+        per_machine = max(H // M, 1)
+        S = np.zeros((M, M))
+        for h, (Wqk, Wvp) in enumerate(zip(prods.W_QK[l], prods.W_VP[l], strict=True)):
+            mu = min(h // per_machine, M - 1)
+            Jm = np.asarray(partition[mu])
+            a1 = float(np.trace(Wqk[np.ix_(Jm, Jm)])) / len(Jm)
+            for nu, Jn in enumerate(partition):
+                Jn = np.asarray(Jn)
+                S[mu, nu] += -a1 * float(np.trace(Wvp[np.ix_(Jn, Jn)])) / len(Jn)
+        out.append(S)
+    return out
 
 
 def batch_max_norms(Zs: list[torch.Tensor], d: int, n: int, partition=None,
