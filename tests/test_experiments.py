@@ -50,7 +50,7 @@ def test_registry_lists_the_solver_experiments():
     assert set(SOLVER_EXPERIMENTS) <= set(available())
     assert set(available()) <= set(EXPERIMENTS)
     assert {"layers", "fidelity", "distributed"} <= set(EXPERIMENTS)
-    assert {"layers", "distributed"} <= set(available())
+    assert {"layers", "fidelity", "distributed"} <= set(available())
 
 
 def test_public_api_is_pinned():
@@ -81,15 +81,22 @@ def test_bad_overrides_and_seeds_raise(tmp_path):
         run_experiment("estimation", tmp_path, quick=True, overrides={"nn": 3})
     with pytest.raises(ValueError, match="seeds"):
         run_experiment("estimation", tmp_path, quick=True, seeds=0)
+    with pytest.raises(ValueError, match="config key n: cannot read 'ten' as int"):
+        cli_reproduce("estimation", quick=True, seeds=None, out=tmp_path,
+                      overrides={"n": "ten"})
+    with pytest.raises(ValueError, match="name the experiment"):
+        cli_reproduce("all", quick=True, seeds=None, out=tmp_path, overrides={"n": "10"})
 
 
 def test_cli_reproduce_writes_section_config_and_report(tmp_path):
-    section = cli_reproduce("estimation", quick=True, seeds=2, out=tmp_path, progress=False)
+    section = cli_reproduce("estimation", quick=True, seeds=2, out=tmp_path, progress=False,
+                            overrides={"n": "100"})     # text, as `--set n=100` passes it
     assert section == tmp_path / "estimation" / "section.md"
     cfg = json.loads((tmp_path / "estimation" / "config.json").read_text())
     assert cfg["seeds"] == [0, 1] and cfg["quick"] is True
     assert {"numpy", "scipy", "torch", "eaglelab"} <= set(cfg["versions"])
-    assert cfg["wall_seconds"] > 0 and cfg["config"]["n"] == 120
+    assert cfg["wall_seconds"] > 0 and cfg["config"]["n"] == 100
+    assert cfg["command"].endswith("--set n=100")
     res = json.loads((tmp_path / "estimation" / "result.json").read_text())
     assert len(res["data"]["runs"]) == 2
     report = (tmp_path / "REPORT.md").read_text()
@@ -239,6 +246,36 @@ def test_layers_quick_trained_models_reduce_error_layer_by_layer(out_dir):
         assert mse[0] / mse[-1] > 2, (regime, mse)
         s = res["data"]["regimes"][regime]["summary"]
         assert max(s["fidelity"]) < s["mse"], (regime, s["fidelity"], s["mse"])
+
+
+def test_fidelity_quick_extraction_tracks_the_model_in_every_regime(out_dir):
+    """Quick mode (400 steps, shared runs with `layers`): the extracted algorithm follows
+    the model below its own error; the unsimplified products rebuild the model exactly; the
+    pruned multi-head models keep one head per layer (machine) and stay faithful."""
+    res = result("fidelity", out_dir)
+    data = res["data"]
+    for regime, d in data["regimes"].items():
+        s = d["summary"]
+        assert max(s["fidelity"]) < s["mse"], (regime, s["fidelity"], s["mse"])
+        sweep = d["sweep"]
+        i0 = sweep["factors"].index(0.0)
+        # factor 0 without quantisation keeps every entry: the products ARE the model
+        assert np.median([row[i0] for row in sweep["sparsified"]]) == pytest.approx(
+            s["mse"], rel=1e-6)
+        assert sweep["density"][0][i0] == 1.0
+        assert all(a >= b for a, b in zip(sweep["density"][0], sweep["density"][0][1:],
+                                          strict=False))
+        loss = np.asarray(d["training"]["loss"])
+        assert np.median(loss[-1]) < np.median(loss[0]) / 3, regime
+        p = data["pruning"][regime]
+        assert p["heads"] >= 2 and max(p["fidelity"]) < p["mse"], (regime, p)
+        removed = len(p["history"][0])
+        groups = 3 if regime == "distributed" else 1
+        assert removed == 4 * groups * (p["heads"] - 1)
+    dist = data["regimes"]["distributed"]["summary"]
+    assert len(dist["cross_write"]) == 4 and len(dist["fidelity_local"]) == 4
+    verdicts = {c["claim"]: c["verdict"] for c in res["claims"]}
+    assert len(verdicts) >= 15
 
 
 # ------------------------------------------------------------------------------ distributed

@@ -39,10 +39,34 @@ def make_config(cls: type[C], quick_values: dict[str, Any], quick: bool, seeds: 
         raise ValueError(f"unknown config keys {unknown} for {cls.__module__}.{cls.__name__}; "
                          f"valid keys: {sorted(names)}")
     values = dict(quick_values) if quick else {}
-    values.update(overrides)
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values.update({k: _coerce(k, defaults[k], v) for k, v in overrides.items()})
     if seeds is not None:
         values["seeds"] = int(seeds)
     return cls(**values)
+
+
+def _coerce(name: str, default: Any, value: Any) -> Any:
+    """A command-line override (text) as the type of the field's default: int, float, bool,
+    str, or a tuple written as comma-separated numbers."""
+    if not isinstance(value, str) or isinstance(default, str):
+        return value
+    try:
+        if isinstance(default, bool):
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(value)
+            return value.lower() in ("true", "1")
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, tuple):
+            return tuple(float(x) if "." in x or "e" in x.lower() else int(x)
+                         for x in value.split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"config key {name}: cannot read {value!r} as "
+                         f"{type(default).__name__}") from None
+    return value
 
 
 def first_below(errors: Sequence[float], eps: float) -> int | None:

@@ -225,7 +225,8 @@ def run_experiment(name: str, out_dir: str | os.PathLike, quick: bool = False,
         "started_utc": started.isoformat(timespec="seconds"),
         "wall_seconds": wall,
         "command": f"eaglelab reproduce {name}" + (" --quick" if quick else "")
-                   + (f" --seeds {seeds}" if seeds is not None else ""),
+                   + (f" --seeds {seeds}" if seeds is not None else "")
+                   + "".join(f" --set {k}={v}" for k, v in (overrides or {}).items()),
     }
     payload = {
         "name": name,
@@ -371,7 +372,8 @@ def write_report(out: str | os.PathLike, *, failures: dict[str, str] | None = No
 
 
 def cli_reproduce(name: str, quick: bool, seeds: int | None, out: Path, *,
-                  threads: int | None = None, progress: bool = True) -> Path:
+                  threads: int | None = None, progress: bool = True,
+                  overrides: dict[str, str] | None = None) -> Path:
     """Entry point for `eaglelab reproduce NAME|all [--quick] [--seeds K] [--out DIR]`.
 
     NAME "all" runs every implemented experiment and returns <out>/REPORT.md; any other
@@ -381,8 +383,12 @@ def cli_reproduce(name: str, quick: bool, seeds: int | None, out: Path, *,
     """
     out = Path(out)
     if name == "all":
+        if overrides:
+            raise ValueError("--set changes one experiment's config; name the experiment "
+                             "instead of 'all'")
         return reproduce_all(out, quick=quick, seeds=seeds, threads=threads, progress=progress)
-    run_experiment(name, out, quick=quick, seeds=seeds, threads=threads, progress=progress)
+    run_experiment(name, out, quick=quick, seeds=seeds, threads=threads, progress=progress,
+                   overrides=overrides)
     write_report(out)
     return out / name / "section.md"
 

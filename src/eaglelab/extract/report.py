@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 from eaglelab.extract.pipeline import Extraction  # noqa: E402
 from eaglelab.extract.properties import random_projector  # noqa: E402
 
-__all__ = ["write_report", "fidelity_table", "update_rule"]
+__all__ = ["write_report", "fidelity_table", "update_rule", "weights_figure", "sketch_figure"]
 
 
 def update_rule(ex: Extraction) -> str:
@@ -67,11 +67,13 @@ def fidelity_table(ex: Extraction) -> str:
     return "\n".join(rows)
 
 
-def _heatmaps(ex: Extraction, path: Path) -> None:
+def weights_figure(ex: Extraction):
+    """Heat maps of W_QK and W_VP per layer (heads summed) of the first seed (Figs 2, 12,
+    13), or None when the products were not kept."""
     seed = ex.seeds[0]
     prods = seed.products
     if prods is None:
-        return
+        return None
     L = len(prods.W_QK)
     fig, axes = plt.subplots(2, L, figsize=(3 * L, 6), squeeze=False)
     for l in range(L):
@@ -86,8 +88,13 @@ def _heatmaps(ex: Extraction, path: Path) -> None:
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.suptitle(f"{ex.regime}: weight products (seed {seed.seed}, heads summed)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
+
+
+def _save(fig, path: Path) -> None:
+    if fig is not None:
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
 
 
 def _layerwise(ex: Extraction, path: Path) -> None:
@@ -132,10 +139,12 @@ def _scaling(ex: Extraction, path: Path) -> None:
     plt.close(fig)
 
 
-def _sketch(ex: Extraction, path: Path) -> None:
+def sketch_figure(ex: Extraction):
+    """Compute-limited: eigenvalues and entries of the learned top-left W_QK block against a
+    random S S^T (Fig 4), or None in other regimes."""
     seed = ex.seeds[0]
     if not seed.sketch:
-        return
+        return None
     r = seed.sketch[0]["r"]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for l, info in enumerate(seed.sketch):
@@ -158,8 +167,7 @@ def _sketch(ex: Extraction, path: Path) -> None:
         axes[1].legend()
     fig.suptitle("compute-limited: learned top-left W_QK block vs a random orthogonal sketch")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def write_report(ex: Extraction, out: Path, title: str = "") -> Path:
@@ -168,12 +176,12 @@ def write_report(ex: Extraction, out: Path, title: str = "") -> Path:
     tag = ex.regime
     figs = {"weights": out / f"weights_{tag}.png", "layers": out / f"layers_{tag}.png",
             "scaling": out / f"scaling_{tag}.png"}
-    _heatmaps(ex, figs["weights"])
+    _save(weights_figure(ex), figs["weights"])
     _layerwise(ex, figs["layers"])
     _scaling(ex, figs["scaling"])
     if tag == "compute-limited":
         figs["sketch"] = out / f"sketch_{tag}.png"
-        _sketch(ex, figs["sketch"])
+        _save(sketch_figure(ex), figs["sketch"])
     (out / f"extraction_{tag}.json").write_text(json.dumps(ex.to_dict(), indent=1, default=float))
     s = ex.summary()
     md = [f"# Extraction report: {tag}{' - ' + title if title else ''}", "",
