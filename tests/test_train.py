@@ -120,6 +120,22 @@ def test_cli_train_existing_folder_and_resume_rules(tmp_path):
     assert env["torch"] == torch.__version__ and "eaglelab" in env
 
 
+def test_extending_a_finished_run_unfinishes_it_until_the_new_end(tmp_path, monkeypatch):
+    import eaglelab.train.cli as train_cli
+
+    out = cli_train("unconstrained", 1, 3, tmp_path / "run", overrides=SMALL, quiet=True)
+    assert load_run(out).finished
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_cli, "train_run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cli_train(None, None, 6, out, resume=True, quiet=True)
+    run = load_run(out)     # the step-3 weights are no longer the final model of a 6-step run
+    assert not run.finished and run.config.train.steps == 6
+
+
 def test_checkpoint_holds_everything(tmp_path):
     tr = _trainer(tmp_path, seeds=2, steps=10)
     tr.run()

@@ -142,6 +142,9 @@ def cli_train(regime: str | None, seeds: int | None, steps: int | None, out: str
                                  f"; resume can only extend a run")
             config = replace_steps(config, steps)
             write_text_atomic(cfg_path, config.to_json())
+            # the old final weights are no longer final: until the longer run ends, readers
+            # (load_run, the experiments' run cache) must see an unfinished run
+            (out / MODEL).unlink(missing_ok=True)
         return train_run(out, quiet=quiet)
     if regime is None:
         raise ValueError("--regime is required to start a run (or pass --resume RUN_DIR)")
