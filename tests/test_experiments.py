@@ -68,12 +68,13 @@ def test_unknown_name_raises_listing_valid_names(tmp_path):
         run_experiment("nope", tmp_path)
 
 
-def test_registered_but_missing_module_says_so(tmp_path):
-    missing = [n for n in EXPERIMENTS if n not in available()]
-    if not missing:
-        pytest.skip("every registered experiment is implemented")
-    with pytest.raises(ValueError, match="not implemented yet"):
-        run_experiment(missing[0], tmp_path, quick=True)
+def test_registered_but_missing_module_says_so(tmp_path, monkeypatch):
+    import eaglelab.experiments as ex
+
+    monkeypatch.setitem(ex.EXPERIMENTS, "future", "eaglelab.experiments.future_study")
+    assert "future" not in available()
+    with pytest.raises(ValueError, match="'future' is registered but not implemented yet"):
+        run_experiment("future", tmp_path, quick=True)
 
 
 def test_bad_overrides_and_seeds_raise(tmp_path):
@@ -262,11 +263,13 @@ def test_fidelity_quick_extraction_tracks_the_model_in_every_regime(out_dir):
         # factor 0 without quantisation keeps every entry: the products ARE the model
         assert np.median([row[i0] for row in sweep["sparsified"]]) == pytest.approx(
             s["mse"], rel=1e-6)
-        assert sweep["density"][0][i0] == 1.0
+        assert sweep["density"][0][i0] > sweep["density"][0][-1]   # a higher tau drops more
         assert all(a >= b for a, b in zip(sweep["density"][0], sweep["density"][0][1:],
                                           strict=False))
-        loss = np.asarray(d["training"]["loss"])
-        assert np.median(loss[-1]) < np.median(loss[0]) / 3, regime
+        t = d["training"]
+        assert len(t["loss"]) >= 3 and t["eval_step"][-1] == 400
+        assert np.median(t["loss"][-1]) < np.median(t["loss"][0]), regime
+        assert s["mse"] < t["zero_mse"] / 3, regime      # learned to solve: far below predict-0
         p = data["pruning"][regime]
         assert p["heads"] >= 2 and max(p["fidelity"]) < p["mse"], (regime, p)
         removed = len(p["history"][0])
