@@ -12,11 +12,31 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from eaglelab.experiments.base import Context
 
-__all__ = ["trained_run", "runs_folder"]
+__all__ = ["TrainedConfig", "QUICK_TRAINING", "REGIMES", "trained_run", "runs_folder"]
+
+REGIMES = ("unconstrained", "compute-limited", "distributed")
+
+
+@dataclass
+class TrainedConfig:
+    """The fields every training-based experiment shares (defaults: the paper's recipe).
+    Experiments subclass it, so equal values mean the same cached runs."""
+
+    steps: int = 20000
+    batch: int = 1024
+    seeds: int = 10
+    noise_std: float = 0.0
+    val_size: int = 1024      # held-out tasks for extraction and fidelity
+    base_seed: int = 0
+
+
+# quick mode (what the tests run): a few hundred steps at a smaller batch, one seed
+QUICK_TRAINING = dict(steps=400, batch=256, seeds=1, val_size=256)
 
 
 def runs_folder(ctx: Context) -> Path:

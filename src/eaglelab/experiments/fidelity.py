@@ -20,32 +20,25 @@ from typing import Any
 import numpy as np
 
 from eaglelab.experiments import _common as cm
-from eaglelab.experiments._training import trained_run
+from eaglelab.experiments._training import QUICK_TRAINING, REGIMES, TrainedConfig, trained_run
 from eaglelab.experiments.base import Context, ExperimentResult
 
 TITLE = "Fidelity of the extracted algorithm, weights, scaling laws, sketch, pruning"
 PAPER_REF = "Tables 1/3; Figs 2, 4, 5, 9, 10, 11, 12, 13"
-REGIMES = ("unconstrained", "compute-limited", "distributed")
 PAPER_ETA, PAPER_GAMMA = 1.0, 1.9
 
 
 @dataclass
-class Config:
-    steps: int = 20000
-    batch: int = 1024
-    seeds: int = 10
-    noise_std: float = 0.0
-    val_size: int = 1024
+class Config(TrainedConfig):
     factors: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
     prune_heads: int = 8               # heads per layer trained for the pruning study
     prune_heads_distributed: int = 2   # heads per machine and layer (distributed)
     prune_steps: int = 20000
     prune_seeds: int = 1
-    base_seed: int = 0
 
 
-QUICK = dict(steps=400, batch=256, seeds=1, val_size=256, factors=(0.0, 1.5, 3.0),
-             prune_heads=2, prune_heads_distributed=2, prune_steps=400)
+QUICK = dict(QUICK_TRAINING, factors=(0.0, 1.5, 3.0), prune_heads=2, prune_heads_distributed=2,
+             prune_steps=400)
 
 
 def make_config(quick: bool = False, seeds: int | None = None, **overrides: Any) -> Config:

@@ -16,25 +16,19 @@ from typing import Any
 import numpy as np
 
 from eaglelab.experiments import _common as cm
-from eaglelab.experiments._training import trained_run
+from eaglelab.experiments._training import QUICK_TRAINING, REGIMES, TrainedConfig, trained_run
 from eaglelab.experiments.base import Context, ExperimentResult
 
 TITLE = "Layer-wise quantities and fidelity of trained transformers, three regimes"
 PAPER_REF = "Figs 3, 14; Tables 1/3"
-REGIMES = ("unconstrained", "compute-limited", "distributed")
 
 
 @dataclass
-class Config:
-    steps: int = 20000
-    batch: int = 1024
-    seeds: int = 10
-    noise_std: float = 0.0
-    val_size: int = 1024
-    base_seed: int = 0
+class Config(TrainedConfig):
+    pass
 
 
-QUICK = dict(steps=400, batch=256, seeds=1, val_size=256)
+QUICK = dict(QUICK_TRAINING)
 
 
 def make_config(quick: bool = False, seeds: int | None = None, **overrides: Any) -> Config:
