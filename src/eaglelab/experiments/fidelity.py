@@ -135,11 +135,13 @@ def _claims(data: dict, cfg: Config) -> list:
             "max " + f"{max(s['fidelity']):.1e} vs MSE {s['mse']:.1e}", s["faithful"],
             "faithful", f"not faithful after {budget}: see the per-layer table"))
         claims.append(cm.claim(
-            f"{r}: learned step constants (scaling law against the batch-max ||A_l||^2)",
+            f"{r}: learned step constants (scaling law against the batch-max ||A_l||^2; fitted "
+            "on layers 1-3, whose C is read by a later layer)",
             f"eta ~ {PAPER_ETA:g}, gamma ~ {PAPER_GAMMA:g}",
-            f"eta {s['eta']:.2f} +- {s['eta_std']:.2f}, gamma {s['gamma']:.2f} +- "
-            f"{s['gamma_std']:.2f}",
-            abs(s["eta"] - PAPER_ETA) <= 0.3 and abs(s["gamma"] - PAPER_GAMMA) <= 0.5,
+            f"eta {s['eta']:.2f} +- {s['eta_std']:.2f}, gamma {s['gamma_inner']:.2f} +- "
+            f"{s['gamma_inner_std']:.2f} (all 4 layers: {s['gamma']:.2f} +- "
+            f"{s['gamma_std']:.2f})",
+            abs(s["eta"] - PAPER_ETA) <= 0.3 and abs(s["gamma_inner"] - PAPER_GAMMA) <= 0.5,
             "within 0.3 (eta) and 0.5 (gamma)",
             "N_l is the per-machine norm, but the learned C step acts on the summed Gram "
             "sum_mu A^mu A^mu^T (cross writes, below), so gamma comes out about M times "

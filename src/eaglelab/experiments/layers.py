@@ -81,13 +81,13 @@ def run(cfg: Config, ctx: Context) -> ExperimentResult:
             "not faithful at this budget: learned off-structure noise in the A block "
             "(see docs/demo.md and the `fidelity` experiment)"))
     _plot(ctx, med)
-    rows = ["| regime | test MSE | fidelity per layer | eta (fit) | gamma (fit) |",
-            "|---|---|---|---|---|"]
+    rows = ["| regime | test MSE | fidelity per layer | eta (fit, layers 1-3) | gamma (fit, "
+            "layers 1-3) | gamma (fit, all layers) |", "|---|---|---|---|---|---|"]
     for r in REGIMES:
         s = per_regime[r]["summary"]
         rows.append(f"| {r} | {s['mse']:.2e} | " + " ".join(f"{v:.1e}" for v in s["fidelity"])
-                    + f" | {s['eta']:.2f} +- {s['eta_std']:.2f} | {s['gamma']:.2f} +- "
-                    f"{s['gamma_std']:.2f} |")
+                    + f" | {s['eta']:.2f} +- {s['eta_std']:.2f} | {s['gamma_inner']:.2f} +- "
+                    f"{s['gamma_inner_std']:.2f} | {s['gamma']:.2f} +- {s['gamma_std']:.2f} |")
     section = "\n".join([
         f"Training: {cfg.steps} steps, batch {cfg.batch}, {len(ctx.seeds)} seed(s), noise "
         f"{cfg.noise_std:g}; extraction on {cfg.val_size} held-out tasks.", "", *rows])

@@ -30,6 +30,8 @@ def update_rule(ex: Extraction) -> str:
         f"D <- D + gamma rho_l ({Bs})({As})^T C",
         f"eta = {s['eta']:.3f} +- {s['eta_std']:.3f},  gamma = {s['gamma']:.3f} +- "
         f"{s['gamma_std']:.3f}  (over {s['seeds']} seed(s))",
+        f"without the last layer (whose C is never read again): gamma = "
+        f"{s['gamma_inner']:.3f} +- {s['gamma_inner_std']:.3f}; eta is always fitted so",
     ]
     if sk:
         lines.insert(1, "S_l: the learned n x r sketch of layer l (orthonormal columns)")
