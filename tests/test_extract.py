@@ -56,8 +56,9 @@ def test_extraction_recovers_handset_constants_exactly(regime):
     np.testing.assert_allclose(s.steps_A, sA, rtol=1e-12)
     np.testing.assert_allclose(s.steps_C, sC, rtol=1e-12)
     # fidelity at rounding level, far below the model's own error
-    assert max(s.fidelity) < 1e-26
+    assert max(s.fidelity) < 1e-26 and max(s.fidelity_median) < 1e-26
     assert s.mse_algorithm == pytest.approx(s.mse, rel=1e-10)
+    assert 0 < s.mse_median < s.mse            # the heavy-tailed task law: mean > median
     assert ex.summary()["faithful"]
     # eta_l = step * N_l reproduces the steps with the calibration norms
     np.testing.assert_allclose(np.array(s.eta_layers) / np.array(s.norms), sA, rtol=1e-12)

@@ -28,6 +28,8 @@ def fidelity_rich_table(ex) -> Table:
     if "fidelity_local" in s:
         t.add_row("local writes only", *[f"{v:.1e}" for v in s["fidelity_local"]])
     t.add_row("model test MSE", *[""] * (L - 1), f"{s['mse']:.1e}")
+    t.add_row("median over tasks", *[f"{v:.1e}" for v in s["fidelity_median"]])
+    t.add_row("  model median MSE", *[""] * (L - 1), f"{s['mse_median']:.1e}")
     return t
 
 

@@ -12,8 +12,8 @@ import torch
 
 from eaglelab.tasks.blocks import nystrom_reference
 
-__all__ = ["layer_fidelity", "block_fidelity", "prediction_mse", "nystrom_mse",
-           "layer_quantities"]
+__all__ = ["layer_fidelity", "layer_fidelity_median", "prediction_mse_median", "block_fidelity",
+           "prediction_mse", "nystrom_mse", "layer_quantities"]
 
 
 def layer_fidelity(Z_model: list[torch.Tensor], Z_alg: list[torch.Tensor]) -> list[float]:
@@ -22,6 +22,22 @@ def layer_fidelity(Z_model: list[torch.Tensor], Z_alg: list[torch.Tensor]) -> li
         raise ValueError(f"model has {len(Z_model) - 1} layers, algorithm {len(Z_alg) - 1}")
     return [float((a.to(torch.float64) - b.to(torch.float64)).square().mean())
             for a, b in zip(Z_model[1:], Z_alg[1:], strict=True)]
+
+
+def layer_fidelity_median(Z_model: list[torch.Tensor], Z_alg: list[torch.Tensor]) -> list[float]:
+    """The robust version: per layer, the median over prompts of the per-prompt mean squared
+    difference.  A model with fixed learned steps can blow up on a rare task with an
+    atypically large ||A|| (the heavy tail of the training law); such tasks dominate the
+    mean but say nothing about the algorithm on typical inputs."""
+    return [float(torch.median((a.to(torch.float64) - b.to(torch.float64)).square()
+                               .flatten(1).mean(dim=1)))
+            for a, b in zip(Z_model[1:], Z_alg[1:], strict=True)]
+
+
+def prediction_mse_median(Z: torch.Tensor, D: torch.Tensor, d: int, n: int) -> float:
+    """Median over prompts of the per-prompt MSE of the read-out."""
+    err = (-Z[..., d:, n:].to(torch.float64) - D.to(torch.float64)).square()
+    return float(torch.median(err.flatten(1).mean(dim=1)))
 
 
 def block_fidelity(Z_model: list[torch.Tensor], Z_alg: list[torch.Tensor], d: int,

@@ -63,6 +63,9 @@ def fidelity_table(ex: Extraction) -> str:
             + " | ".join(f"{v:.2e}" for v in s["fidelity_prediction"]) + " |",
             "| fidelity, canonical EAGLE | " + " | ".join(f"{v:.2e}" for v in s["fidelity_canonical"])
             + " |"]
+    rows.append("| fidelity, median over tasks | "
+                + " | ".join(f"{v:.2e}" for v in s["fidelity_median"])
+                + f" | (model median task MSE {s['mse_median']:.2e}) |")
     if "fidelity_local" in s:
         rows.append("| fidelity, local writes only (paper's form) | "
                     + " | ".join(f"{v:.2e}" for v in s["fidelity_local"]) + " |")
