@@ -199,8 +199,12 @@ def test_stopped_rank_is_named_within_timeout(tmp_path):
         pids = g.pids
     assert elapsed < timeout + 1.0                          # + process exit and polling
     survivors = [o for o in info.value.outcomes if o.rank != 1]
-    assert all(o.kind == "communication" and "lost rank 1 (no heartbeat" in o.message
-               for o in survivors)
+    # the first survivor to notice sees the missing heartbeat; once it exits, the launcher
+    # kills the stopped rank, so a later survivor may instead find its process gone
+    assert all(o.kind == "communication" and re.search(
+        r"lost rank 1 \((no heartbeat|its process \d+ on this host is gone)", o.message)
+        for o in survivors), [o.message for o in survivors]
+    assert any("lost rank 1 (no heartbeat" in o.message for o in survivors)
     assert info.value.lost_ranks == [1]
     assert all(_gone(pid) for pid in pids)
 
