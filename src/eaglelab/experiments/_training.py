@@ -44,7 +44,7 @@ def runs_folder(ctx: Context) -> Path:
 
 
 def trained_run(ctx: Context, regime: str, *, steps: int, batch: int, noise_std: float = 0.0,
-                heads: int = 1, seeds: int | None = None, extra: dict[str, str] | None = None):
+                heads: int = 1, seeds: int | None = None):
     """The finished run (`eaglelab.train.LoadedRun`) of `regime` with the first `seeds` of
     ctx.seeds (default all), training it (or resuming it) when the cache does not hold it
     yet.  heads: per layer (per machine in the distributed regime)."""
@@ -53,7 +53,7 @@ def trained_run(ctx: Context, regime: str, *, steps: int, batch: int, noise_std:
     from eaglelab.train.config import resolve_config
 
     overrides = {"train.batch": str(batch), "train.seed": str(ctx.seeds[0]),
-                 "task.noise_std": str(noise_std), "model.heads": str(heads), **(extra or {})}
+                 "task.noise_std": str(noise_std), "model.heads": str(heads)}
     K = len(ctx.seeds) if seeds is None else seeds
     config = resolve_config(regime, K, steps, overrides)
     key = hashlib.sha1(config.to_json().encode()).hexdigest()[:10]

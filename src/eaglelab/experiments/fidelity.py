@@ -81,10 +81,11 @@ def _pruning(run_, cfg: Config, heads: int) -> dict[str, Any]:
     import torch
 
     from eaglelab.extract import extract, held_out
+    from eaglelab.extract.pipeline import HELD_OUT_SEED
     from eaglelab.extract.prune import prune_heads
 
     model = copy.deepcopy(run_.model).double()
-    Z0, D = held_out(run_.config.task, cfg.val_size, 20251)
+    Z0, D = held_out(run_.config.task, cfg.val_size, HELD_OUT_SEED)
     pr = prune_heads(model, Z0, D, keep=1)
 
     def per_task(m) -> np.ndarray:

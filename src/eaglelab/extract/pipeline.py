@@ -37,7 +37,9 @@ from eaglelab.extract.scaling import (
 from eaglelab.extract.simplify import simplify_products
 from eaglelab.tasks.blocks import prompt
 
-__all__ = ["Extraction", "SeedExtraction", "extract", "held_out"]
+HELD_OUT_SEED = 20251    # the held-out batch extraction evaluates on (calibration: seed + 1)
+
+__all__ = ["HELD_OUT_SEED", "Extraction", "SeedExtraction", "extract", "held_out"]
 
 
 @dataclass
@@ -161,7 +163,7 @@ def held_out(task, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def extract(model, task, *, val_size: int = 1024, seed: int = 20251,
+def extract(model, task, *, val_size: int = 1024, seed: int = HELD_OUT_SEED,
             prune_to: int = 1, factor: float = 1.5, qk_levels: int = 2, vp_levels: int = 3,
             sketch_draws: int = 200) -> Extraction:
     """Extract the algorithm from every seed of `model` (a LinearTransformer)."""
