@@ -22,6 +22,7 @@ STEPS = 10_000
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)   # training alone takes 3-6 minutes per regime on 2 cores
 @pytest.mark.parametrize("regime", ["unconstrained", "compute-limited", "distributed"])
 def test_trained_model_extraction(regime, tmp_path):
     cli_train(regime, 1, STEPS, tmp_path / regime, quiet=True)
