@@ -23,7 +23,9 @@ def single_thread():
 
 
 def pytest_collection_modifyitems(config, items):
-    """The task-generator tests use only tiny matrices: run them single-threaded."""
+    """The task-generator, model and training tests use only tiny matrices: run them
+    single-threaded (two OpenMP threads made tiny float64 ops ~30x slower here)."""
     for item in items:
-        if item.module.__name__.startswith("test_tasks_"):
+        name = item.module.__name__
+        if name.startswith("test_tasks_") or name in ("test_models", "test_train"):
             item.fixturenames.append("single_thread")

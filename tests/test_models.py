@@ -23,13 +23,6 @@ from eaglelab.tasks import prompt, split, training_batch
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two OpenMP threads on a shared 2-core machine make tiny float64 ops ~30x slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _batch(B: int = 4, seed: int = 1, cfg: ModelConfig | None = None) -> torch.Tensor:

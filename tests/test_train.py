@@ -31,14 +31,6 @@ SMALL = {"batch": "64", "eval_size": "128", "eval_every": "5", "log_every": "5",
          "checkpoint_every": "10", "threads": "1"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two OpenMP threads on a shared 2-core machine make tiny ops 30x slower; the runs in
-    # these tests are small, and the subprocess runs pin one thread through the config.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _trainer(tmp_path: Path, regime="unconstrained", seeds=1, steps=10, **over) -> Trainer:
