@@ -276,7 +276,7 @@ def test_fidelity_quick_extraction_tracks_the_model_in_every_regime(out_dir):
         groups = 3 if regime == "distributed" else 1
         assert removed == 4 * groups * (p["heads"] - 1)
     dist = data["regimes"]["distributed"]["summary"]
-    assert len(dist["cross_write"]) == 4 and len(dist["fidelity_local"]) == 4
+    assert len(dist["cross_write"]) == 4 and len(dist["fidelity_paper"]) == 4
     verdicts = {c["claim"]: c["verdict"] for c in res["claims"]}
     assert len(verdicts) >= 15
 

@@ -240,7 +240,7 @@ def test_extraction_recovers_cross_machine_writes():
     summ = ex.summary()
     assert min(summ["cross_write"]) > 0.3
     # dropping the cross writes changes the computation far above rounding
-    assert min(summ["fidelity_local"][1:]) > 1e-8
+    assert min(summ["fidelity_paper"][1:]) > 1e-8
 
 
 def test_all_equal_writes_are_the_centralised_update_from_local_grams():
@@ -259,3 +259,39 @@ def test_all_equal_writes_are_the_centralised_update_from_local_grams():
     with pytest.raises(ValueError, match="3 x 3"):
         ExtractedAlgorithm("distributed", n, d, [1.0], [0.0], [1.0], partition=part,
                            writes=[np.ones((2, 2))])
+
+
+def test_extraction_recovers_a_learned_value_map():
+    """Compute-limited: a model whose value side uses its own rank-r map R (not S S^T) is
+    extracted exactly (steps, sketch and R), and the paper's form (S S^T on the value side)
+    is not what it computes."""
+    cfg = ModelConfig(regime="compute-limited")
+    sA, sC = stable_steps("compute-limited")
+    rng = np.random.default_rng(5)
+    S, _ = np.linalg.qr(rng.standard_normal((cfg.n, cfg.r)))
+    V, _ = np.linalg.qr(S + 0.7 * rng.standard_normal((cfg.n, cfg.r)))
+    R = S @ V.T
+    if np.trace(S.T @ R @ S) < 0:
+        R = -R
+    model = eagle_weights(cfg, sA, sC, sketch=S, value_map=R)
+    ex = extract(model, TASK, val_size=128, sketch_draws=10)
+    s = ex.seeds[0]
+    np.testing.assert_allclose(s.steps_A, sA, rtol=1e-10)
+    np.testing.assert_allclose(s.steps_C, sC, rtol=1e-10)
+    for l in range(cfg.layers):
+        np.testing.assert_allclose(s.algorithm.value_maps[l], R, atol=1e-10)
+    assert max(s.fidelity) < 1e-24
+    summ = ex.summary()
+    assert summ["paper_form"] == "value side S S^T"
+    assert min(summ["fidelity_paper"]) > 1e-8
+    # the alignment measure: R = S V^T keeps part of its norm inside span S, S S^T all of it
+    assert 0.2 < min(summ["value_alignment"]) and max(summ["value_alignment"]) < 0.99
+    with pytest.raises(ValueError, match="learned value maps"):
+        s.algorithm.to_schedule()
+    s.algorithm.paper_form().to_schedule()       # the solver takes the paper's form
+
+
+def test_value_map_rejects_a_rank_above_r():
+    cfg = ModelConfig(regime="compute-limited")
+    with pytest.raises(ValueError, match="rank <= r"):
+        eagle_weights(cfg, 0.01, 0.01, sketch=np.eye(cfg.n)[:, :cfg.r], value_map=np.eye(cfg.n))

@@ -4,8 +4,9 @@ Run with `pytest -m slow tests/test_trained_extraction.py`.  Each regime is trai
 paper's recipe for 10,000 steps and one seed (the demo's budget) and extracted.  The checks
 are what we measured to hold at this budget (docs/demo.md, docs/reproduction/fidelity):
 the unconstrained extraction is faithful by the paper's criterion; the compute-limited model
-learns a rank-r sketch indistinguishable from a random S S^T and its extraction stays
-within 2x of the model's error on typical tasks; the distributed model writes every
+learns a rank-r sketch indistinguishable from a random S S^T and a value map of its own, and
+the extraction that reads that map is faithful on typical tasks (medians over tasks) and
+closer to the model than the paper's form (S S^T on the value side); the distributed model writes every
 machine's columns, and reading those writes is closer to the model than the paper's local
 update and within 2x of the model's error.
 """
@@ -39,8 +40,10 @@ def test_trained_model_extraction(regime, tmp_path):
         seed = ex.seeds[0]
         assert all(rk == [5] for rk in seed.ranks), seed.ranks
         assert np.mean([layer["p_entries"] > 0.05 for layer in seed.sketch]) >= 0.5
-        assert max(s["fidelity_median"]) < 2 * s["mse_median"]
+        assert s["faithful_median"], (s["fidelity_median"], s["mse_median"])
+        assert np.all(np.asarray(s["fidelity_median"])
+                      <= np.asarray(s["fidelity_paper_median"]))
     if regime == "distributed":
         assert min(s["cross_write"]) > 0.5, s["cross_write"]
-        assert np.all(np.asarray(s["fidelity"]) <= np.asarray(s["fidelity_local"]))
+        assert np.all(np.asarray(s["fidelity"]) <= np.asarray(s["fidelity_paper"]))
         assert max(s["fidelity"]) < 2 * s["mse"], (s["fidelity"], s["mse"])

@@ -25,8 +25,9 @@ def fidelity_rich_table(ex) -> Table:
     t.add_row("extracted algorithm", *[f"{v:.1e}" for v in s["fidelity"]])
     t.add_row("  D slot only", *[f"{v:.1e}" for v in s["fidelity_prediction"]])
     t.add_row("canonical EAGLE", *[f"{v:.1e}" for v in s["fidelity_canonical"]])
-    if "fidelity_local" in s:
-        t.add_row("local writes only", *[f"{v:.1e}" for v in s["fidelity_local"]])
+    if "fidelity_paper" in s:
+        t.add_row(f"paper's form ({s['paper_form']})",
+                  *[f"{v:.1e}" for v in s["fidelity_paper"]])
     t.add_row("model test MSE", *[""] * (L - 1), f"{s['mse']:.1e}")
     t.add_row("median over tasks", *[f"{v:.1e}" for v in s["fidelity_median"]])
     t.add_row("  model median MSE", *[""] * (L - 1), f"{s['mse_median']:.1e}")

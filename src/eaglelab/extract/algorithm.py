@@ -5,13 +5,18 @@ s_C[l] = gamma_l / N_l, where N_l is the calibration norm (the batch-max ||A_l||
 training distribution at that layer - the model learned fixed steps, not per-problem rho):
 
 - unconstrained / estimation: S = I;
-- compute-limited: a learned sketch S_l (n x r, orthonormal columns);
+- compute-limited: a learned sketch S_l (n x r, orthonormal columns) on the query side; the
+  value side reads A R_l with `value_maps` R_l (n x n, rank r) as learned, which trained
+  models do NOT align with S_l S_l^T (the paper's form, `paper_form()`, puts S_l S_l^T there);
 - distributed: every machine mu updates its own (A^mu, B^mu) and the shared (C, D) with S = I
   on its columns, then C, D are averaged over machines.  `writes` (per layer an M x M array
   of eta^{mu,nu}) generalises the local update: head mu also moves machine nu's columns,
   A^nu -= (eta^{mu,nu} / N_l) A^mu A^mu^T A^nu.  A model whose value weights span every
   machine (eta^{mu,nu} = eta for all pairs) computes A <- A - s (sum_mu A^mu A^mu^T) A, the
   centralised update assembled from local Grams; None means the paper's local update.
+
+`paper_form()` is the same algorithm in the paper's form (local writes, S S^T on both sides),
+whose fidelity the extraction reports next to the learned form's.
 
 `run` applies it to a batch of prompts in the model's layout and sign convention (the D slot
 holds MINUS the running prediction), so its activations compare entry by entry with the
@@ -43,6 +48,7 @@ class ExtractedAlgorithm:
     sketches: list[np.ndarray | None] | None = None
     partition: list[np.ndarray] | None = None
     writes: list[np.ndarray] | None = None   # distributed: eta^{mu,nu} per layer (M x M)
+    value_maps: list[np.ndarray] | None = None   # compute-limited: R_l per layer (n x n)
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -53,6 +59,14 @@ class ExtractedAlgorithm:
             self.writes = [np.asarray(w, dtype=np.float64) for w in self.writes]
             if len(self.writes) != len(self.eta) or any(w.shape != (M, M) for w in self.writes):
                 raise ValueError(f"writes must hold one {M} x {M} array per layer "
+                                 f"({len(self.eta)} layers)")
+        if self.value_maps is not None:
+            if self.sketches is None:
+                raise ValueError("value_maps (learned value-side maps) need sketches")
+            self.value_maps = [np.asarray(R, dtype=np.float64) for R in self.value_maps]
+            if len(self.value_maps) != len(self.eta) or any(
+                    R.shape != (self.n, self.n) for R in self.value_maps):
+                raise ValueError(f"value_maps must hold one {self.n} x {self.n} array per layer "
                                  f"({len(self.eta)} layers)")
 
     @property
@@ -70,9 +84,15 @@ class ExtractedAlgorithm:
     def _relative_A(self) -> list:
         return self.eta if self.writes is None else self.writes
 
-    def local(self) -> ExtractedAlgorithm:
-        """The same algorithm with every cross-machine write dropped (the paper's reading)."""
-        return replace(self, writes=None)
+    def paper_form(self) -> ExtractedAlgorithm:
+        """The same steps in the paper's form: every cross-machine write dropped (local
+        update) and on the value side the least-squares fit of the learned map R_l by a
+        multiple of S_l S_l^T, i.e. eta_l scaled by tr(S_l^T R_l S_l) / r."""
+        eta = self.eta
+        if self.value_maps is not None:
+            eta = [e * float(np.trace(S.T @ R @ S)) / S.shape[1]
+                   for e, S, R in zip(self.eta, self.sketches, self.value_maps, strict=True)]
+        return replace(self, eta=eta, writes=None, value_maps=None)
 
     def run(self, Z0: torch.Tensor, adaptive: bool = False) -> list[torch.Tensor]:
         """[Z_0, ..., Z_L] on prompts Z0 (B, T, W) in the model's convention (float64)."""
@@ -80,7 +100,8 @@ class ExtractedAlgorithm:
         steps_A = [np.asarray(e) / N for e, N in zip(rel, self.norms, strict=True)]
         return eagle_layers(Z0, self.d, self.n, steps_A, self.steps_C,
                             sketches=self.sketches, partition=self.partition,
-                            eta_gamma=(rel, self.gamma) if adaptive else None)
+                            eta_gamma=(rel, self.gamma) if adaptive else None,
+                            value_maps=self.value_maps)
 
     def predict(self, Z0: torch.Tensor, adaptive: bool = False) -> torch.Tensor:
         return -self.run(Z0, adaptive)[-1][:, self.d:, self.n:]
@@ -88,6 +109,10 @@ class ExtractedAlgorithm:
     def to_schedule(self) -> Schedule:
         if self.partition is not None:
             raise ValueError("a distributed algorithm has no single-worker Schedule; use run()")
+        if self.value_maps is not None:
+            raise ValueError("the solver's sketched UPDATE uses S S^T on the value side; this "
+                             "algorithm has learned value maps - use paper_form().to_schedule() "
+                             "or run()")
         return Schedule(self.steps_A, self.steps_C, self.sketches,
                         meta={"regime": self.regime, "eta": self.eta, "gamma": self.gamma})
 
@@ -98,7 +123,9 @@ class ExtractedAlgorithm:
                 "sketch_ranks": None if self.sketches is None else
                 [None if S is None else int(S.shape[1]) for S in self.sketches],
                 "machines": None if self.partition is None else len(self.partition),
-                "writes": None if self.writes is None else [w.tolist() for w in self.writes]}
+                "writes": None if self.writes is None else [w.tolist() for w in self.writes],
+                "value_maps": None if self.value_maps is None else
+                [R.tolist() for R in self.value_maps]}
 
 
 def _spectral_sq(M: torch.Tensor) -> torch.Tensor:
@@ -115,15 +142,16 @@ def _step(value, l: int, mu: int, nu: int):
 
 
 def eagle_layers(Z0: torch.Tensor, d: int, n: int, steps_A, steps_C, *, sketches=None,
-                 partition=None, eta_gamma=None) -> list[torch.Tensor]:
+                 partition=None, eta_gamma=None, value_maps=None) -> list[torch.Tensor]:
     """Batched EAGLE in the model's layout: Z = [[A, C], [B, -D]] per problem.
 
     steps_A/steps_C: absolute per-layer steps; eta_gamma=(eta_l, gamma_l) switches to
     per-problem rho (then steps_* are ignored).  With a partition, an entry of steps_A (or
     eta_l) may be an M x M array: head mu then also writes machine nu's columns,
     A^nu -= s[mu, nu] A^mu A^mu^T A^nu (and B^nu likewise) - the scalar form is the
-    paper's local update s[mu, mu] = s, s[mu, nu != mu] = 0.  Returns every layer's Z
-    (float64)."""
+    paper's local update s[mu, mu] = s, s[mu, nu != mu] = 0.  value_maps (with sketches):
+    per layer an n x n R_l, the value side then reads A R_l instead of A S_l S_l^T.
+    Returns every layer's Z (float64)."""
     Z = Z0.to(torch.float64)
     out = [Z]
     blocks = [torch.arange(n)] if partition is None else [torch.as_tensor(J) for J in partition]
@@ -133,6 +161,8 @@ def eagle_layers(Z0: torch.Tensor, d: int, n: int, steps_A, steps_C, *, sketches
         A, B, C, Dm = Z[:, :d, :n], Z[:, d:, :n], Z[:, :d, n:], Z[:, d:, n:]
         S = None if sketches is None or sketches[l] is None else torch.as_tensor(sketches[l])
         V = A if S is None else A @ S @ S.T          # what the value read-out sees of A
+        if value_maps is not None and value_maps[l] is not None:
+            V = A @ torch.as_tensor(value_maps[l], dtype=Z.dtype)
         A_new, B_new = A.clone(), B.clone()
         C_acc = torch.zeros_like(C)
         D_acc = torch.zeros_like(Dm)

@@ -32,6 +32,7 @@ from eaglelab.extract.scaling import (
     fit_constant,
     layer_steps,
     learned_sketch,
+    value_map,
     write_steps,
 )
 from eaglelab.extract.simplify import simplify_products
@@ -68,7 +69,10 @@ class SeedExtraction:
     layers_algorithm: dict[str, list[float]]
     simplify: dict
     sketch: list[dict] | None = None
-    local: dict | None = None        # distributed: the local-write reading (paper's form)
+    # the paper's form of the same steps where the learned one differs (distributed: local
+    # writes only; compute-limited: S S^T on the value side): fidelity, mse and the measure
+    # of the difference (cross_write / value_alignment per layer)
+    paper: dict | None = None
     algorithm: ExtractedAlgorithm | None = field(default=None, repr=False)
     products: LayerProducts | None = field(default=None, repr=False)
 
@@ -122,20 +126,23 @@ class Extraction:
             "fidelity_median": fm.mean(axis=0).tolist(),
             "mse_median": float(mm.mean()),
             "faithful_median": bool(np.all(fm.mean(axis=0) < mm.mean())),
-            **self._local_summary(mse.mean()),
+            **self._paper_summary(mse.mean()),
         }
 
-    def _local_summary(self, mse: float) -> dict[str, Any]:
-        """Distributed regime: how the paper's local-write reading fares next to the
-        extracted (learned-writes) algorithm."""
-        if any(s.local is None for s in self.seeds):
+    def _paper_summary(self, mse: float) -> dict[str, Any]:
+        """How the paper's form of the steps fares next to the extracted (learned) form, in
+        the regimes where they differ."""
+        if any(s.paper is None for s in self.seeds):
             return {}
-        fl = np.array([s.local["fidelity"] for s in self.seeds])
-        cw = np.array([s.local["cross_write"] for s in self.seeds])
-        return {"fidelity_local": fl.mean(axis=0).tolist(),
-                "faithful_local": bool(np.all(fl.mean(axis=0) < mse)),
-                "mse_local": float(np.mean([s.local["mse"] for s in self.seeds])),
-                "cross_write": cw.mean(axis=0).tolist()}
+        fp = np.array([s.paper["fidelity"] for s in self.seeds])
+        fpm = np.array([s.paper["fidelity_median"] for s in self.seeds])
+        key = "cross_write" if "cross_write" in self.seeds[0].paper else "value_alignment"
+        return {"paper_form": self.seeds[0].paper["form"],
+                "fidelity_paper": fp.mean(axis=0).tolist(),
+                "fidelity_paper_median": fpm.mean(axis=0).tolist(),
+                "faithful_paper": bool(np.all(fp.mean(axis=0) < mse)),
+                "mse_paper": float(np.mean([s.paper["mse"] for s in self.seeds])),
+                key: np.array([s.paper[key] for s in self.seeds]).mean(axis=0).tolist()}
 
     def to_dict(self) -> dict[str, Any]:
         return {"summary": self.summary(), "regime": self.regime, "config": self.config,
@@ -150,6 +157,13 @@ def _cross_ratio(W: np.ndarray) -> float:
         return 0.0
     off = np.abs(W[~np.eye(M, dtype=bool)]).mean()
     return float(off / np.abs(np.diag(W)).mean())
+
+
+def _alignment(R: np.ndarray, S: np.ndarray) -> float:
+    """||S S^T R S S^T||_F / ||R||_F: 1 when R lives on span S (as S S^T does), ~r/n for a
+    random rank-r map."""
+    P = S @ S.T
+    return float(np.linalg.norm(P @ R @ P) / np.linalg.norm(R))
 
 
 def held_out(task, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -192,9 +206,11 @@ def extract(model, task, *, val_size: int = 1024, seed: int = HELD_OUT_SEED,
         Zm = [z[0] for z in one.layer_outputs(Z0)]
         Zs_simple = products_forward(Z0, simple, c.d)
         sA, sC, _, _ = layer_steps(prods, c.regime, c.n, r=rank_support, partition=partition)
-        sketches = None
+        sketches = values = None
         if c.regime == "compute-limited":
             sketches = [learned_sketch(prods.W_QK[l][0], c.n, c.r) for l in range(c.layers)]
+            values = [value_map(prods.W_VP[l][0], c.n, c.r, S)[1]
+                      for l, S in enumerate(sketches)]
         calib = [z[0] for z in one.layer_outputs(Zc)]
         norms = batch_max_norms(calib, c.d, c.n, partition, sketches)
         eta_l, gamma_l = (sA * norms).tolist(), (sC * norms).tolist()
@@ -203,7 +219,8 @@ def extract(model, task, *, val_size: int = 1024, seed: int = HELD_OUT_SEED,
             writes = [W * N for W, N in zip(write_steps(prods, c.n, partition), norms,
                                             strict=True)]
         alg = ExtractedAlgorithm(c.regime, c.n, c.d, eta_l, gamma_l, norms.tolist(),
-                                 sketches=sketches, partition=partition, writes=writes)
+                                 sketches=sketches, partition=partition, writes=writes,
+                                 value_maps=values)
         # the last layer's A update is never read (only its D slot is), so eta is fitted on
         # layers 1..L-1; gamma (which moves C and D) on every layer
         eta = fit_constant(sA[:-1], norms[:-1]) if c.layers > 1 else fit_constant(sA, norms)
@@ -212,13 +229,21 @@ def extract(model, task, *, val_size: int = 1024, seed: int = HELD_OUT_SEED,
         canon = ExtractedAlgorithm(c.regime, c.n, c.d, [eta] * c.layers, [gamma] * c.layers,
                                    norms.tolist(), sketches=sketches, partition=partition)
         Za, Zcanon = alg.run(Z0), canon.run(Z0)
-        local = None
-        if writes is not None:
-            Zloc = alg.local().run(Z0)
-            local = {"fidelity": layer_fidelity(Zm, Zloc),
-                     "mse": prediction_mse(Zloc[-1], D, c.d, c.n),
-                     # off-diagonal / diagonal write strength per layer (0 = local update)
-                     "cross_write": [_cross_ratio(W) for W in writes]}
+        paper = None
+        if writes is not None or values is not None:
+            Zp = alg.paper_form().run(Z0)
+            paper = {"fidelity": layer_fidelity(Zm, Zp),
+                     "fidelity_median": layer_fidelity_median(Zm, Zp),
+                     "mse": prediction_mse(Zp[-1], D, c.d, c.n)}
+            if writes is not None:
+                paper["form"] = "local writes only"
+                # off-diagonal / diagonal write strength per layer (0 = local update)
+                paper["cross_write"] = [_cross_ratio(W) for W in writes]
+            else:
+                paper["form"] = "value side S S^T"
+                # the share of the value map inside span S (1 = R = S S^T's subspace)
+                paper["value_alignment"] = [_alignment(R, S) for R, S in zip(values, sketches,
+                                                                            strict=True)]
         structure, ranks = [], []
         for l in range(c.layers):
             row, rk = [], []
@@ -251,7 +276,7 @@ def extract(model, task, *, val_size: int = 1024, seed: int = HELD_OUT_SEED,
             structure=structure, ranks=ranks,
             layers_model=layer_quantities(Zm, D, c.d, c.n, data_rank),
             layers_algorithm=layer_quantities(Za, D, c.d, c.n, data_rank),
-            simplify=rep.to_dict(), sketch=sketch, local=local, algorithm=alg,
+            simplify=rep.to_dict(), sketch=sketch, paper=paper, algorithm=alg,
             products=prods))
     config = {"val_size": val_size, "seed": seed, "prune_to": prune_to, "factor": factor,
               "qk_levels": qk_levels, "vp_levels": vp_levels, "model": c.to_dict(),

@@ -35,6 +35,14 @@ def update_rule(ex: Extraction) -> str:
     ]
     if sk:
         lines.insert(1, "S_l: the learned n x r sketch of layer l (orthonormal columns)")
+        align = s.get("value_alignment")
+        if align is not None:
+            lines[2:4] = [
+                f"A <- A - eta rho_l ({As})({As})^T A R_l",
+                f"B <- B - eta rho_l ({Bs})({As})^T A R_l"]
+            lines.insert(2, "R_l: the learned rank-r value map of layer l (the paper's form "
+                            "has S_l S_l^T there); share of R_l inside span S_l per layer: "
+                            + " ".join(f"{v:.2f}" for v in align))
     if ex.regime == "distributed":
         lines.insert(1, "every machine mu applies the update to its own (A^mu, B^mu) and the "
                         "shared (C, D); C and D are then averaged over the machines")
@@ -65,9 +73,9 @@ def fidelity_table(ex: Extraction) -> str:
             + " |"]
     rows.append("| fidelity, median over tasks | "
                 + " | ".join(f"{v:.2e}" for v in s["fidelity_median"]) + " |")
-    if "fidelity_local" in s:
-        rows.append("| fidelity, local writes only (paper's form) | "
-                    + " | ".join(f"{v:.2e}" for v in s["fidelity_local"]) + " |")
+    if "fidelity_paper" in s:
+        rows.append(f"| fidelity, paper's form ({s['paper_form']}) | "
+                    + " | ".join(f"{v:.2e}" for v in s["fidelity_paper"]) + " |")
     return "\n".join(rows)
 
 

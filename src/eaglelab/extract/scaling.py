@@ -8,7 +8,13 @@ A head with top-left blocks P (of W_QK) and Q (of W_VP) and shared-column coeffi
 r the rank of the support (n unconstrained, the sketch rank in the compute-limited regime,
 n_mu for a machine's head): a1 and a2 are the least-squares fits of P and Q to multiples of
 the identity (of S S^T), so s_A = -a1 a2 and s_C = -a1 a3 exactly for P = a1 I, Q = a2 I,
-c = a3, and likewise for P = a1 S S^T, Q = a2 S S^T.  Fitting a1 and a2 separately (as the
+c = a3, and likewise for P = a1 S S^T, Q = a2 S S^T.
+
+Compute-limited heads learn their value block Q as a rank-r map of its own, not a multiple of
+the query sketch's S S^T (measured: a third to three quarters of ||Q|| lies in span S).  There
+`value_map` reads Q = a2 R with R the rank-r truncation of Q scaled to ||R||_F = sqrt(r) (the
+norm of S S^T) and a2 = sign(tr(S^T Q S)) ||Q_r||_F / sqrt(r), which equals tr(Q) / r when
+Q = a2 S S^T; the extracted update is A <- A - s_A (A S)(A S)^T A R.  Fitting a1 and a2 separately (as the
 paper's quantisation does) keeps the noise of the two blocks from correlating into the
 step, which tr(P Q) would not.  A machine's head writes
 its shared columns scaled by 1/M (averaging), so its s_C is multiplied by M.
@@ -23,17 +29,21 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["head_steps", "layer_steps", "write_steps", "batch_max_norms", "fit_constant", "learned_sketch"]
+__all__ = ["head_steps", "layer_steps", "write_steps", "batch_max_norms", "fit_constant",
+           "learned_sketch", "value_map"]
 
 
 def head_steps(W_QK: np.ndarray, W_VP: np.ndarray, n: int, columns=None,
                rank: int | None = None, machines: int = 1) -> tuple[float, float]:
+    """(s_A, s_C) of one head; with `rank` (compute-limited) a2 is the value map's scale."""
     J = np.arange(n) if columns is None else np.asarray(columns)
     P = W_QK[np.ix_(J, J)]
     Q = W_VP[np.ix_(J, J)]
     c = float(np.mean(np.diag(W_VP[n:, n:])))
     r = len(J) if rank is None else rank
     a1, a2 = float(np.trace(P)) / r, float(np.trace(Q)) / r
+    if rank is not None:
+        a2, _ = value_map(W_VP, n, rank, learned_sketch(W_QK, n, rank))
     s_A = -a1 * a2
     s_C = -a1 * c * machines
     return s_A, s_C
@@ -119,3 +129,16 @@ def learned_sketch(W_QK: np.ndarray, n: int, r: int) -> np.ndarray:
     w, V = np.linalg.eigh(P)
     order = np.argsort(-np.abs(w))[:r]
     return V[:, order]
+
+
+def value_map(W_VP: np.ndarray, n: int, r: int, S: np.ndarray) -> tuple[float, np.ndarray]:
+    """(a2, R): the top-left value block read as a2 R, R of rank r with ||R||_F = sqrt(r),
+    signed so that R agrees with the query sketch S S^T on span S (tr(S^T R S) >= 0)."""
+    Q = W_VP[:n, :n]
+    U, sv, Vt = np.linalg.svd(Q)
+    Qr = (U[:, :r] * sv[:r]) @ Vt[:r]
+    size = float(np.linalg.norm(Qr)) / np.sqrt(r)
+    if size == 0.0:
+        return 0.0, S @ S.T
+    a2 = size if float(np.trace(S.T @ Qr @ S)) >= 0 else -size
+    return a2, Qr / a2

@@ -48,6 +48,7 @@ def _per_layer(steps, L: int, M: int, name: str) -> np.ndarray:
 
 def eagle_weights(config: ModelConfig, step_A, step_C, *,
                   sketch: np.ndarray | Sequence[np.ndarray] | None = None,
+                  value_map: np.ndarray | None = None,
                   dtype: torch.dtype = torch.float64, a1: float = 1.0) -> LinearTransformer:
     """A one-seed model whose layer l is UPDATE with steps step_A[l], step_C[l].
 
@@ -55,6 +56,8 @@ def eagle_weights(config: ModelConfig, step_A, step_C, *,
         per-machine steps; step_A may also be an (L, M, M) array of machine-to-machine
         steps (distributed regime).
     sketch : compute-limited regime only: an n x r matrix (or one per layer).
+    value_map : compute-limited regime only: an n x n matrix R of rank <= r used on the value
+        side in every layer (A <- A - step_A (A S)(A S)^T A R) instead of S S^T.
     a1 : the query/key scale; the value/projection scales are a2 = -step_A / a1 and
         a3 = -step_C / a1.
     """
@@ -75,9 +78,15 @@ def eagle_weights(config: ModelConfig, step_A, step_C, *,
         sketches = [sketch] * L if isinstance(sketch, np.ndarray) else list(sketch)
         if len(sketches) != L or any(np.shape(S) != (n, c.r) for S in sketches):
             raise ValueError(f"sketch must be one n x r = {(n, c.r)} matrix or L={L} of them")
-    elif sketch is not None:
-        raise ValueError(f"sketch= is only meaningful in the compute-limited regime, not "
-                         f"{c.regime!r}")
+        if value_map is not None:
+            U, sv, Vt = np.linalg.svd(np.asarray(value_map, dtype=np.float64))
+            if np.shape(value_map) != (n, n) or (sv[c.r:] > 1e-12 * sv[0]).any():
+                raise ValueError(f"value_map must be an n x n = {(n, n)} matrix of rank <= "
+                                 f"r = {c.r}")
+            vU, vV = U[:, :c.r], Vt[:c.r].T * sv[:c.r]
+    elif sketch is not None or value_map is not None:
+        raise ValueError(f"sketch= and value_map= are only meaningful in the compute-limited "
+                         f"regime, not {c.regime!r}")
     model = LinearTransformer(c, 1, dtype=dtype)
     p = {k: np.zeros(v.shape[1:]) for k, v in model.params().items()}
     for l in range(L):
@@ -86,9 +95,10 @@ def eagle_weights(config: ModelConfig, step_A, step_C, *,
             a2, a3 = -sA[l, 0] / a1, -sC[l, 0] / a1
             p["wq"][l, 0, :n, :] = a1 * S
             p["wk"][l, 0, :n, :] = S
-            p["wv"][l, 0, :n, : c.r] = S
+            vU, vV = (S, S) if value_map is None else (vU, vV)
+            p["wv"][l, 0, :n, : c.r] = vU
             p["wv"][l, 0, n:, c.r:] = np.eye(np_)
-            p["wp"][l, 0, :n, : c.r] = a2 * S
+            p["wp"][l, 0, :n, : c.r] = a2 * vV
             p["wp"][l, 0, n:, c.r:] = a3 * np.eye(np_)
         elif c.regime == "distributed":
             n_mu = n // M
