@@ -247,6 +247,13 @@ def test_layers_quick_trained_models_reduce_error_layer_by_layer(out_dir):
         assert mse[0] / mse[-1] > 2, (regime, mse)
         s = res["data"]["regimes"][regime]["summary"]
         assert max(s["fidelity"]) < s["mse"], (regime, s["fidelity"], s["mse"])
+    # Fig 14: noisy data (variance 0.01); the error falls through the layers but stays above
+    # the noise floor, which the noisy targets put under every read-out
+    for regime, m in res["data"]["median_noisy"].items():
+        mse = m["mse_model"]
+        assert all(b < a for a, b in zip(mse, mse[1:], strict=False)), (regime, mse)
+        assert mse[-1] > 0.01 * 0.9, (regime, mse)
+        assert res["data"]["noisy"][regime]["noise_std"] == 0.1
 
 
 def test_fidelity_quick_extraction_tracks_the_model_in_every_regime(out_dir):
@@ -275,6 +282,10 @@ def test_fidelity_quick_extraction_tracks_the_model_in_every_regime(out_dir):
         removed = len(p["history"][0])
         groups = 3 if regime == "distributed" else 1
         assert removed == 4 * groups * (p["heads"] - 1)
+        ft = p["finetuned"]      # pruned half-way through training, then fine-tuned
+        assert ft["heads_after"] == 1 and ft["prune_at"] == 200, ft
+        assert ft["median"] < t["zero_mse"] / 3, (regime, ft)
+        assert max(ft["fidelity"]) < ft["mean"], (regime, ft)
     dist = data["regimes"]["distributed"]["summary"]
     assert len(dist["cross_write"]) == 4 and len(dist["fidelity_paper"]) == 4
     verdicts = {c["claim"]: c["verdict"] for c in res["claims"]}

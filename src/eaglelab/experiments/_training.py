@@ -44,20 +44,24 @@ def runs_folder(ctx: Context) -> Path:
 
 
 def trained_run(ctx: Context, regime: str, *, steps: int, batch: int, noise_std: float = 0.0,
-                heads: int = 1, seeds: int | None = None):
+                heads: int = 1, seeds: int | None = None, prune_at: int = 0):
     """The finished run (`eaglelab.train.LoadedRun`) of `regime` with the first `seeds` of
     ctx.seeds (default all), training it (or resuming it) when the cache does not hold it
-    yet.  heads: per layer (per machine in the distributed regime)."""
+    yet.  heads: per layer (per machine in the distributed regime); prune_at > 0 prunes
+    them greedily to one at that step and fine-tunes the rest of the run."""
     from eaglelab.train import cli_train, load_run
     from eaglelab.train.checkpoint import MODEL
     from eaglelab.train.config import resolve_config
 
     overrides = {"train.batch": str(batch), "train.seed": str(ctx.seeds[0]),
                  "task.noise_std": str(noise_std), "model.heads": str(heads)}
+    if prune_at:
+        overrides.update({"train.prune_to": "1", "train.prune_at": str(prune_at)})
     K = len(ctx.seeds) if seeds is None else seeds
     config = resolve_config(regime, K, steps, overrides)
     key = hashlib.sha1(config.to_json().encode()).hexdigest()[:10]
-    run_dir = runs_folder(ctx) / f"{regime}-{heads}h-{steps}x{K}-{key}"
+    tag = f"{heads}h" + (f"-pruned@{prune_at}" if prune_at else "")
+    run_dir = runs_folder(ctx) / f"{regime}-{tag}-{steps}x{K}-{key}"
     resume = (run_dir / "config.json").exists()
     if run_dir.exists() and not resume:
         shutil.rmtree(run_dir)       # a folder left by a crash before the config was written
