@@ -2,7 +2,9 @@
 
 prune -> products -> sparsify/quantise (and re-evaluate) -> property tests -> per-layer
 steps and calibration norms -> scaling-law fit -> the extracted algorithm -> fidelity
-against the model, plus the canonical EAGLE with the fitted constants.
+against the model, plus the canonical EAGLE with the fitted constants and, where the learned
+form differs from the paper's (distributed cross writes, compute-limited value maps), the
+fidelity of the paper's form of the same steps.
 """
 
 from __future__ import annotations
@@ -227,7 +229,8 @@ def extract(model, task, *, val_size: int = 1024, seed: int = HELD_OUT_SEED,
         gamma = fit_constant(sC, norms)
         gamma_inner = fit_constant(sC[:-1], norms[:-1]) if c.layers > 1 else gamma
         canon = ExtractedAlgorithm(c.regime, c.n, c.d, [eta] * c.layers, [gamma] * c.layers,
-                                   norms.tolist(), sketches=sketches, partition=partition)
+                                   norms.tolist(), sketches=sketches, partition=partition,
+                                   value_maps=values)
         Za, Zcanon = alg.run(Z0), canon.run(Z0)
         paper = None
         if writes is not None or values is not None:
