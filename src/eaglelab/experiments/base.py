@@ -226,7 +226,8 @@ def run_experiment(name: str, out_dir: str | os.PathLike, quick: bool = False,
         "wall_seconds": wall,
         "command": f"eaglelab reproduce {name}" + (" --quick" if quick else "")
                    + (f" --seeds {seeds}" if seeds is not None else "")
-                   + "".join(f" --set {k}={v}" for k, v in (overrides or {}).items()),
+                   + "".join(f" --set {k}={v}" for k, v in (overrides or {}).items())
+                   + f" --out {out_dir}",
     }
     payload = {
         "name": name,
