@@ -6,6 +6,7 @@ from eaglelab.extract.pipeline import Extraction, SeedExtraction, extract, held_
 from eaglelab.extract.products import LayerProducts, model_products, products_forward
 from eaglelab.extract.properties import block_structure, numerical_rank, sketch_comparison
 from eaglelab.extract.prune import PruneResult, prune_heads
+from eaglelab.extract.residue import residue_attribution, structured_products
 from eaglelab.extract.scaling import batch_max_norms, fit_constant, layer_steps, learned_sketch
 from eaglelab.extract.simplify import quantise, simplify_products, sparsify
 
@@ -31,7 +32,9 @@ __all__ = [
     "products_forward",
     "prune_heads",
     "quantise",
+    "residue_attribution",
     "simplify_products",
     "sketch_comparison",
     "sparsify",
+    "structured_products",
 ]

@@ -29,6 +29,7 @@ from eaglelab.extract.fidelity import (
 from eaglelab.extract.products import LayerProducts, model_products, products_forward
 from eaglelab.extract.properties import block_structure, numerical_rank, sketch_comparison
 from eaglelab.extract.prune import prune_heads
+from eaglelab.extract.residue import residue_attribution
 from eaglelab.extract.scaling import (
     batch_max_norms,
     fit_constant,
@@ -75,6 +76,8 @@ class SeedExtraction:
     # writes only; compute-limited: S S^T on the value side): fidelity, mse and the measure
     # of the difference (cross_write / value_alignment per layer)
     paper: dict | None = None
+    # per-layer fidelity with one weight block's residue put back (extract.residue)
+    residue: dict[str, list[float]] | None = None
     algorithm: ExtractedAlgorithm | None = field(default=None, repr=False)
     products: LayerProducts | None = field(default=None, repr=False)
 
@@ -129,6 +132,8 @@ class Extraction:
             "mse_median": float(mm.mean()),
             "faithful_median": bool(np.all(fm.mean(axis=0) < mm.mean())),
             **self._paper_summary(mse.mean()),
+            "residue": {k: np.mean([sd.residue[k] for sd in self.seeds], axis=0).tolist()
+                        for k in self.seeds[0].residue} if self.seeds[0].residue else None,
         }
 
     def _paper_summary(self, mse: float) -> dict[str, Any]:
@@ -280,6 +285,8 @@ def extract(model, task, *, val_size: int = 1024, seed: int = HELD_OUT_SEED,
             layers_model=layer_quantities(Zm, D, c.d, c.n, data_rank),
             layers_algorithm=layer_quantities(Za, D, c.d, c.n, data_rank),
             simplify=rep.to_dict(), sketch=sketch, paper=paper, algorithm=alg,
+            residue=residue_attribution(prods, Z0, Zm, c.regime, c.d, c.n, r=rank_support,
+                                        partition=partition),
             products=prods))
     config = {"val_size": val_size, "seed": seed, "prune_to": prune_to, "factor": factor,
               "qk_levels": qk_levels, "vp_levels": vp_levels, "model": c.to_dict(),

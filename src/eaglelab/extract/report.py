@@ -14,7 +14,8 @@ import numpy as np  # noqa: E402
 from eaglelab.extract.pipeline import Extraction  # noqa: E402
 from eaglelab.extract.properties import random_projector  # noqa: E402
 
-__all__ = ["write_report", "fidelity_table", "update_rule", "weights_figure", "sketch_figure"]
+__all__ = ["write_report", "fidelity_table", "residue_table", "update_rule", "weights_figure",
+           "sketch_figure"]
 
 
 def update_rule(ex: Extraction) -> str:
@@ -76,6 +77,27 @@ def fidelity_table(ex: Extraction) -> str:
     if "fidelity_paper" in s:
         rows.append(f"| fidelity, paper's form ({s['paper_form']}) | "
                     + " | ".join(f"{v:.2e}" for v in s["fidelity_paper"]) + " |")
+    return "\n".join(rows)
+
+
+RESIDUE_LABELS = {
+    "structured": "structure only (= extracted algorithm)",
+    "in_structure": "+ residue of the structured blocks (QK tl, VP tl, VP br)",
+    **{f"{m}_{b}": f"+ residue of W_{m.upper()} {b}" for m in ("qk", "vp")
+       for b in ("tl", "tr", "bl", "br")},
+    "bias": "+ query biases",
+}
+
+
+def residue_table(ex: Extraction) -> str:
+    s = ex.summary()
+    res = s["residue"]
+    L = len(res["structured"])
+    rows = ["| reading | " + " | ".join(f"layer {l + 1}" for l in range(L)) + " |",
+            "|---|" + "---|" * L]
+    for key, vals in res.items():
+        rows.append(f"| {RESIDUE_LABELS.get(key, key)} | "
+                    + " | ".join(f"{v:.2e}" for v in vals) + " |")
     return "\n".join(rows)
 
 
@@ -210,6 +232,12 @@ def write_report(ex: Extraction, out: Path, title: str = "") -> Path:
           f"{'faithful' if s['faithful_median'] else 'NOT faithful'}",
           f"- prediction verdict: {'faithful' if s['prediction_faithful'] else 'NOT faithful'} "
           "(the D slot alone)", ""]
+    if s.get("residue"):
+        md += ["## Where the model departs from the algorithm", "",
+               "Fidelity per layer with one weight block's learned residue put back on top of "
+               "the structure the algorithm reads (`eaglelab.extract.residue`); a block that "
+               "brings it far down carries what the algorithm leaves out.", "",
+               residue_table(ex), ""]
     if ex.prune:
         md += ["## Head pruning", "",
                f"- validation loss before: {np.mean(ex.prune['loss_before']):.3e}, after pruning "
