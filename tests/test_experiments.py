@@ -286,6 +286,9 @@ def test_fidelity_quick_extraction_tracks_the_model_in_every_regime(out_dir):
         assert ft["heads_after"] == 1 and ft["prune_at"] == 200, ft
         assert ft["median"] < t["zero_mse"] / 3, (regime, ft)
         assert max(ft["fidelity"]) < ft["mean"], (regime, ft)
+        # compared on the training evaluation set at the same step (400 in quick mode)
+        assert None not in (ft["eval_median"], ft["eval_median_multihead"],
+                            ft["eval_median_scratch"]), ft
     dist = data["regimes"]["distributed"]["summary"]
     assert len(dist["cross_write"]) == 4 and len(dist["fidelity_paper"]) == 4
     verdicts = {c["claim"]: c["verdict"] for c in res["claims"]}
