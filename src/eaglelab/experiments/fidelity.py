@@ -283,6 +283,17 @@ def _claims(data: dict, cfg: Config) -> list:
         f"p > 0.05 in {frac:.0%} of layers", frac >= 0.5,
         "not rejected against the null of random S S^T pairs",
         "the entry distribution differs from a random orthogonal projector"))
+    cs = c["summary"]
+    align = cs.get("value_alignment", [1.0])
+    claims.append(cm.claim(
+        "compute-limited: the value side uses the query sketch too (top-left W_VP block = a2 "
+        "S S^T, the paper's sketched UPDATE)", "S S^T on both sides (section 3)",
+        "share of the rank-r value map inside span S per layer "
+        + " ".join(f"{v:.2f}" for v in align) + "; fidelity of that form "
+        + " ".join(f"{v:.1e}" for v in cs.get("fidelity_paper", [])),
+        min(align) >= 0.9, "one sketch on both sides",
+        "our models learn a rank-r value map of their own; the extracted algorithm reads it "
+        "(A <- A - eta rho (A S)(A S)^T A R, faithful) and the S S^T form is not faithful"))
     dist = data["regimes"]["distributed"]["summary"]
     cw = dist.get("cross_write", [0.0])
     claims.append(cm.claim(
