@@ -30,9 +30,9 @@ BLOCKS = ("qk_tl", "qk_tr", "qk_bl", "qk_br", "vp_tl", "vp_tr", "vp_bl", "vp_br"
 
 
 def _block(name: str, n: int) -> tuple[slice, slice]:
-    rows, cols = {"t": slice(None, n), "b": slice(n, None)}[name[3]], \
-        {"l": slice(None, n), "r": slice(n, None)}[name[4]]
-    return rows, cols
+    """Row and column slices of block `name` ("qk_tl", ..., "vp_br") of a W x W product."""
+    top, left = name[3] == "t", name[4] == "l"
+    return (slice(None, n) if top else slice(n, None)), (slice(None, n) if left else slice(n, None))
 
 
 def structured_head(W_QK: np.ndarray, W_VP: np.ndarray, n: int, *, rank: int | None = None,
