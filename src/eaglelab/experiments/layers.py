@@ -98,8 +98,8 @@ def run(cfg: Config, ctx: Context) -> ExperimentResult:
             "layer", "<= 6e-4 vs MSE ~1e-3 (Table 1, 10 seeds, 20k steps)",
             "fidelity " + " ".join(f"{v:.1e}" for v in s["fidelity"]) + f"; MSE {s['mse']:.1e}",
             s["faithful"], "faithful",
-            "not faithful at this budget: learned off-structure noise in the A block "
-            "(see docs/demo.md and the `fidelity` experiment)"))
+            "not faithful at this budget: a patternless learned residue in the structured "
+            "weight blocks (the residue table of the `fidelity` experiment, docs/demo.md)"))
     claims += _noisy_claims(cfg, med_noisy) if noisy else []
     _plot(ctx, med, "layers")
     captions = {"layers.png": "Median over seeds of kappa(A_l) and the D-slot MSE per layer: "
