@@ -87,7 +87,8 @@ def run(cfg: Config, ctx: Context) -> ExperimentResult:
             "orders of magnitude", "10x-100x (Fig 3)", f"{drop:.1f}x, monotone: "
             f"{all(b < a for a, b in zip(mse, mse[1:], strict=False))}",
             drop >= 10 and all(b < a for a, b in zip(mse, mse[1:], strict=False)),
-            "as in the paper", "short training (quick mode) or a regime that has not converged"))
+            "as in the paper", SLOW_REASON.get(r, "short training (quick mode) or a regime that "
+                                                  "has not converged")))
         claims.append(cm.claim(
             f"{r}: the condition number of A_l falls through the layers",
             "falls (Fig 3)", f"{kap[0]:.3g} -> {kap[-1]:.3g}", kap[-1] < kap[0],
@@ -127,6 +128,15 @@ def run(cfg: Config, ctx: Context) -> ExperimentResult:
                             claims=claims, section=section, captions=captions)
 
 
+# why a regime can fall short of the 4-layer error cut without being a different algorithm
+SLOW_REASON = {
+    "compute-limited": "each layer sees A through a rank-5 sketch of its n = 18 columns, and "
+                       "sketched EAGLE needs about n/r times the iterations (docs/solvers.md): "
+                       "four layers condition A only a little (kappa barely falls), so the cut "
+                       "is smaller; the extraction still follows the model",
+}
+
+
 def _noisy_claims(cfg: Config, med: dict) -> list[dict]:
     """Fig 14: with noise the layers still condition A and cut the error, down to the noise
     floor sigma^2 that no read-out of noisy targets can beat."""
@@ -142,8 +152,8 @@ def _noisy_claims(cfg: Config, med: dict) -> list[dict]:
             f"MSE {mse[0]:.3g} -> {mse[-1]:.3g} (floor {floor:g}; excess over the floor cut "
             f"{excess:.1f}x), monotone: {monotone}; kappa {kap[0]:.3g} -> {kap[-1]:.3g}",
             monotone and kap[-1] < kap[0] and excess >= 3,
-            "the layers act as in the clean case", "the noisy model does not precondition A "
-            "or reduce the error layer by layer"))
+            "the layers act as in the clean case", SLOW_REASON.get(
+                r, "the noisy model does not precondition A or reduce the error layer by layer")))
     return out
 
 
