@@ -97,7 +97,8 @@ def test_cli_reproduce_writes_section_config_and_report(tmp_path):
     assert cfg["seeds"] == [0, 1] and cfg["quick"] is True
     assert {"numpy", "scipy", "torch", "eaglelab"} <= set(cfg["versions"])
     assert cfg["wall_seconds"] > 0 and cfg["config"]["n"] == 100
-    assert cfg["command"].endswith("--set n=100")
+    # the recorded command re-runs it: overrides and the output folder (the run cache)
+    assert cfg["command"].endswith(f"--set n=100 --out {tmp_path}")
     res = json.loads((tmp_path / "estimation" / "result.json").read_text())
     assert len(res["data"]["runs"]) == 2
     report = (tmp_path / "REPORT.md").read_text()
