@@ -94,8 +94,6 @@ def _pruning(run_, cfg: Config, heads: int) -> dict[str, Any]:
     of the pruned model."""
     import copy
 
-    import torch
-
     from eaglelab.extract import extract, held_out
     from eaglelab.extract.pipeline import HELD_OUT_SEED
     from eaglelab.extract.prune import prune_heads
@@ -103,13 +101,7 @@ def _pruning(run_, cfg: Config, heads: int) -> dict[str, Any]:
     model = copy.deepcopy(run_.model).double()
     Z0, D = held_out(run_.config.task, cfg.val_size, HELD_OUT_SEED)
     pr = prune_heads(model, Z0, D, keep=1)
-
-    def per_task(m) -> np.ndarray:
-        with torch.no_grad():
-            err = (m(Z0) - D).square().mean(dim=(2, 3))     # (seeds, tasks)
-        return err.numpy().ravel()
-
-    before, after = per_task(model), per_task(pr.model)
+    before, after = _task_errors(model, Z0, D), _task_errors(pr.model, Z0, D)
     ex = extract(pr.model, run_.config.task, val_size=cfg.val_size)
     s = ex.summary()
     return {"heads": heads, "steps": cfg.prune_steps, "run": run_.run_dir.name,
@@ -117,6 +109,14 @@ def _pruning(run_, cfg: Config, heads: int) -> dict[str, Any]:
             "median_before": float(np.median(before)), "median_after": float(np.median(after)),
             "history": pr.history, "fidelity": s["fidelity"], "mse": s["mse"],
             "faithful": s["faithful"]}
+
+
+def _task_errors(model, Z0, D) -> np.ndarray:
+    """Per-task MSE of a float64 model's prediction, all seeds' tasks in one array."""
+    import torch
+
+    with torch.no_grad():
+        return (model(Z0) - D).square().mean(dim=(2, 3)).numpy().ravel()
 
 
 def _eval_median(metrics: list[dict], step: int) -> float | None:
@@ -133,15 +133,11 @@ def _finetuned(run_, cfg: Config) -> dict[str, Any]:
     head per layer (machine) half-way and fine-tuned."""
     import copy
 
-    import torch
-
     from eaglelab.extract import extract, held_out
     from eaglelab.extract.pipeline import HELD_OUT_SEED
 
     Z0, D = held_out(run_.config.task, cfg.val_size, HELD_OUT_SEED)
-    model = copy.deepcopy(run_.model).double()
-    with torch.no_grad():
-        err = (model(Z0) - D).square().mean(dim=(2, 3)).numpy().ravel()
+    err = _task_errors(copy.deepcopy(run_.model).double(), Z0, D)
     s = extract(run_.model, run_.config.task, val_size=cfg.val_size).summary()
     return {"run": run_.run_dir.name, "prune_at": run_.config.train.prune_at,
             "heads_after": run_.model.config.heads,

@@ -22,7 +22,7 @@ import torch
 
 from eaglelab.extract.fidelity import layer_fidelity
 from eaglelab.extract.products import LayerProducts, products_forward
-from eaglelab.extract.scaling import learned_sketch, value_map
+from eaglelab.extract.scaling import head_scales
 
 __all__ = ["BLOCKS", "structured_head", "structured_products", "residue_attribution"]
 
@@ -41,23 +41,20 @@ def structured_head(W_QK: np.ndarray, W_VP: np.ndarray, n: int, *, rank: int | N
     rank: compute-limited sketch rank; columns, partition: a distributed head's machine
     block J_mu and the list of all machines' blocks."""
     P, Q = np.zeros_like(W_QK), np.zeros_like(W_VP)
+    h = head_scales(W_QK, W_VP, n, columns, rank)
     if rank is not None:
-        S = learned_sketch(W_QK, n, rank)
-        P[:n, :n] = float(np.trace(W_QK[:n, :n])) / rank * (S @ S.T)
-        a2, R = value_map(W_VP, n, rank, S)
-        Q[:n, :n] = a2 * R
+        P[:n, :n] = h["a1"] * (h["S"] @ h["S"].T)
+        Q[:n, :n] = h["a2"] * h["R"]
     elif columns is not None:
         J = np.asarray(columns)
-        P[J, J] = float(np.trace(W_QK[np.ix_(J, J)])) / len(J)
-        for Jn in partition:
-            Jn = np.asarray(Jn)
-            Q[Jn, Jn] = float(np.trace(W_VP[np.ix_(Jn, Jn)])) / len(Jn)
+        P[J, J] = h["a1"]
+        for Jn in partition:      # every machine's columns, with their own a2^{mu,nu}
+            Q[Jn, Jn] = head_scales(W_QK, W_VP, n, Jn)["a2"]
     else:
-        idx = np.arange(n)
-        P[idx, idx] = float(np.trace(W_QK[:n, :n])) / n
-        Q[idx, idx] = float(np.trace(W_VP[:n, :n])) / n
+        P[np.arange(n), np.arange(n)] = h["a1"]
+        Q[np.arange(n), np.arange(n)] = h["a2"]
     k = np.arange(n, W_VP.shape[0])
-    Q[k, k] = float(np.mean(np.diag(W_VP[n:, n:])))
+    Q[k, k] = h["c"]
     return P, Q
 
 

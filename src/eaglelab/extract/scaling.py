@@ -29,24 +29,30 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["head_steps", "layer_steps", "write_steps", "batch_max_norms", "fit_constant",
+__all__ = ["head_scales", "head_steps", "layer_steps", "write_steps", "batch_max_norms", "fit_constant",
            "learned_sketch", "value_map"]
+
+
+def head_scales(W_QK: np.ndarray, W_VP: np.ndarray, n: int, columns=None,
+                rank: int | None = None) -> dict:
+    """A head's structured reading: a1, a2 (top-left blocks on its columns, or with `rank`
+    the query sketch S and value map R), c (the shared columns' diagonal)."""
+    J = np.arange(n) if columns is None else np.asarray(columns)
+    r = len(J) if rank is None else rank
+    out = {"a1": float(np.trace(W_QK[np.ix_(J, J)])) / r,
+           "a2": float(np.trace(W_VP[np.ix_(J, J)])) / r,
+           "c": float(np.mean(np.diag(W_VP[n:, n:])))}
+    if rank is not None:
+        out["S"] = learned_sketch(W_QK, n, rank)
+        out["a2"], out["R"] = value_map(W_VP, n, rank, out["S"])
+    return out
 
 
 def head_steps(W_QK: np.ndarray, W_VP: np.ndarray, n: int, columns=None,
                rank: int | None = None, machines: int = 1) -> tuple[float, float]:
     """(s_A, s_C) of one head; with `rank` (compute-limited) a2 is the value map's scale."""
-    J = np.arange(n) if columns is None else np.asarray(columns)
-    P = W_QK[np.ix_(J, J)]
-    Q = W_VP[np.ix_(J, J)]
-    c = float(np.mean(np.diag(W_VP[n:, n:])))
-    r = len(J) if rank is None else rank
-    a1, a2 = float(np.trace(P)) / r, float(np.trace(Q)) / r
-    if rank is not None:
-        a2, _ = value_map(W_VP, n, rank, learned_sketch(W_QK, n, rank))
-    s_A = -a1 * a2
-    s_C = -a1 * c * machines
-    return s_A, s_C
+    h = head_scales(W_QK, W_VP, n, columns, rank)
+    return -h["a1"] * h["a2"], -h["a1"] * h["c"] * machines
 
 
 def layer_steps(prods, regime: str, n: int, *, r: int | None = None,
