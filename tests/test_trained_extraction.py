@@ -6,9 +6,9 @@ are what we measured to hold at this budget (docs/demo.md, docs/reproduction/fid
 the unconstrained extraction is faithful by the paper's criterion; the compute-limited model
 learns a rank-r sketch indistinguishable from a random S S^T and a value map of its own, and
 the extraction that reads that map is faithful on typical tasks (medians over tasks) and
-closer to the model than the paper's form (S S^T on the value side); the distributed model writes every
-machine's columns, and reading those writes is closer to the model than the paper's local
-update and within 2x of the model's error.
+closer to the model than the paper's form (S S^T on the value side); the distributed model
+writes every machine's columns, and reading those writes is closer to the model than the
+paper's local update and within 2x of the model's error.
 """
 
 from __future__ import annotations

@@ -33,9 +33,8 @@ from eaglelab.extract.residue import residue_attribution
 from eaglelab.extract.scaling import (
     batch_max_norms,
     fit_constant,
+    head_scales,
     layer_steps,
-    learned_sketch,
-    value_map,
     write_steps,
 )
 from eaglelab.extract.simplify import simplify_products
@@ -215,9 +214,9 @@ def extract(model, task, *, val_size: int = 1024, seed: int = HELD_OUT_SEED,
         sA, sC, _, _ = layer_steps(prods, c.regime, c.n, r=rank_support, partition=partition)
         sketches = values = None
         if c.regime == "compute-limited":
-            sketches = [learned_sketch(prods.W_QK[l][0], c.n, c.r) for l in range(c.layers)]
-            values = [value_map(prods.W_VP[l][0], c.n, c.r, S)[1]
-                      for l, S in enumerate(sketches)]
+            heads = [head_scales(prods.W_QK[l][0], prods.W_VP[l][0], c.n, rank=c.r)
+                     for l in range(c.layers)]
+            sketches, values = [h["S"] for h in heads], [h["R"] for h in heads]
         calib = [z[0] for z in one.layer_outputs(Zc)]
         norms = batch_max_norms(calib, c.d, c.n, partition, sketches)
         eta_l, gamma_l = (sA * norms).tolist(), (sC * norms).tolist()

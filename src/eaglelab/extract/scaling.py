@@ -14,10 +14,12 @@ Compute-limited heads learn their value block Q as a rank-r map of its own, not 
 the query sketch's S S^T (measured: a third to three quarters of ||Q|| lies in span S).  There
 `value_map` reads Q = a2 R with R the rank-r truncation of Q scaled to ||R||_F = sqrt(r) (the
 norm of S S^T) and a2 = sign(tr(S^T Q S)) ||Q_r||_F / sqrt(r), which equals tr(Q) / r when
-Q = a2 S S^T; the extracted update is A <- A - s_A (A S)(A S)^T A R.  Fitting a1 and a2 separately (as the
-paper's quantisation does) keeps the noise of the two blocks from correlating into the
-step, which tr(P Q) would not.  A machine's head writes
-its shared columns scaled by 1/M (averaging), so its s_C is multiplied by M.
+Q = a2 S S^T; the extracted update is A <- A - s_A (A S)(A S)^T A R.  `head_scales` is
+this reading of one head, shared by the steps, the extracted algorithm and `extract.residue`.
+
+Fitting a1 and a2 separately (as the paper's quantisation does) keeps the noise of the two
+blocks from correlating into the step, which tr(P Q) would not.  A machine's head writes its
+shared columns scaled by 1/M (averaging), so its s_C is multiplied by M.
 
 The scaling law: s_A,l ~ eta / N_l and s_C,l ~ gamma / N_l with N_l the largest ||A_l||_2^2
 of a training batch at layer l.  `fit_constant` fits eta (or gamma) by least squares through
@@ -29,8 +31,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["head_scales", "head_steps", "layer_steps", "write_steps", "batch_max_norms", "fit_constant",
-           "learned_sketch", "value_map"]
+__all__ = ["head_scales", "head_steps", "layer_steps", "write_steps", "batch_max_norms",
+           "fit_constant", "learned_sketch", "value_map"]
 
 
 def head_scales(W_QK: np.ndarray, W_VP: np.ndarray, n: int, columns=None,

@@ -83,7 +83,7 @@ def eagle_weights(config: ModelConfig, step_A, step_C, *,
             if np.shape(value_map) != (n, n) or (sv[c.r:] > 1e-12 * sv[0]).any():
                 raise ValueError(f"value_map must be an n x n = {(n, n)} matrix of rank <= "
                                  f"r = {c.r}")
-            vU, vV = U[:, :c.r], Vt[:c.r].T * sv[:c.r]
+            value_factors = (U[:, :c.r], Vt[:c.r].T * sv[:c.r])
     elif sketch is not None or value_map is not None:
         raise ValueError(f"sketch= and value_map= are only meaningful in the compute-limited "
                          f"regime, not {c.regime!r}")
@@ -95,7 +95,7 @@ def eagle_weights(config: ModelConfig, step_A, step_C, *,
             a2, a3 = -sA[l, 0] / a1, -sC[l, 0] / a1
             p["wq"][l, 0, :n, :] = a1 * S
             p["wk"][l, 0, :n, :] = S
-            vU, vV = (S, S) if value_map is None else (vU, vV)
+            vU, vV = (S, S) if value_map is None else value_factors
             p["wv"][l, 0, :n, : c.r] = vU
             p["wv"][l, 0, n:, c.r:] = np.eye(np_)
             p["wp"][l, 0, :n, : c.r] = a2 * vV
