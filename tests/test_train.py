@@ -48,8 +48,8 @@ def test_public_api_is_pinned():
     assert sorted(train.__all__) == sorted([
         "BatchStream", "EstimationTaskConfig", "FlatAdam", "LoadedRun", "RunConfig",
         "SpikeGuard", "TrainConfig", "Trainer", "apply_overrides", "clip_per_seed",
-        "cli_train", "data_seed", "draw_batch", "evaluation_set", "load_run",
-        "resolve_config", "split_prompt", "train_run"])
+        "cli_train", "data_seed", "draw_batch", "evaluation_set", "load_run", "merge_runs",
+        "resolve_config", "select_seeds", "split_prompt", "train_run"])
 
 
 def test_defaults_are_the_paper_recipe():

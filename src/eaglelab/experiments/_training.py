@@ -1,11 +1,13 @@
 """Trained models shared by the training-based experiments (`layers`, `fidelity`).
 
 `trained_run` trains a regime once per distinct training configuration and keeps the run
-folder under <out>/_runs/<regime>-<heads>h-<steps>x<seeds>-<hash>, where <out> is the
-`reproduce --out` folder: `reproduce all` trains each regime once for both experiments, a
-re-run reuses finished runs, and an interrupted run is resumed from its last checkpoint.
-The hash covers the whole resolved config (task, model, optimiser, seeds), so a changed
-setting never picks up a stale model.
+folders under <out>/_runs/<regime>-<heads>h-<steps>x<seeds>[from<first seed>]-<hash>,
+where <out> is the `reproduce --out` folder: `reproduce all` trains each regime once for
+both experiments, a re-run reuses finished runs, an interrupted run is resumed from its
+last checkpoint, and more seeds train only the seeds not cached (seed blocks).  The hash
+covers the whole resolved config (task, model, optimiser, seeds), and a cached block is
+used only when its config equals the requested one up to the seeds, so a changed setting
+never picks up a stale model.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from eaglelab.experiments.base import Context
 
-__all__ = ["TrainedConfig", "QUICK_TRAINING", "REGIMES", "trained_run", "runs_folder"]
+__all__ = ["TrainedConfig", "QUICK_TRAINING", "REGIMES", "trained_run", "runs_folder", "seed_blocks"]
 
 REGIMES = ("unconstrained", "compute-limited", "distributed")
 
@@ -46,30 +48,94 @@ def runs_folder(ctx: Context) -> Path:
 def trained_run(ctx: Context, regime: str, *, steps: int, batch: int, noise_std: float = 0.0,
                 heads: int = 1, seeds: int | None = None, prune_at: int = 0):
     """The finished run (`eaglelab.train.LoadedRun`) of `regime` with the first `seeds` of
-    ctx.seeds (default all), training it (or resuming it) when the cache does not hold it
-    yet.  heads: per layer (per machine in the distributed regime); prune_at > 0 prunes
-    them greedily to one at that step and fine-tunes the rest of the run."""
-    from eaglelab.train import cli_train, load_run
-    from eaglelab.train.checkpoint import MODEL
-    from eaglelab.train.config import resolve_config
+    ctx.seeds (default all), training what the cache does not hold yet.  heads: per layer
+    (per machine in the distributed regime); prune_at > 0 prunes them greedily to one at
+    that step and fine-tunes the rest of the run.
+
+    The seeds are covered by seed blocks (`eaglelab.train.runs`): from the first seed on,
+    the cached run of this configuration starting at the current seed that covers most of
+    the rest is used (resumed if unfinished, cut if it holds more seeds), and the seeds no
+    cached run starts at are trained as one new block.  So raising --seeds from 3 to 10
+    trains only seeds 3..9."""
+    from eaglelab.train import merge_runs, resolve_config
+    from eaglelab.train.runs import seedless
 
     overrides = {"train.batch": str(batch), "train.seed": str(ctx.seeds[0]),
                  "task.noise_std": str(noise_std), "model.heads": str(heads)}
     if prune_at:
         overrides.update({"train.prune_to": "1", "train.prune_at": str(prune_at)})
     K = len(ctx.seeds) if seeds is None else seeds
-    config = resolve_config(regime, K, steps, overrides)
-    key = hashlib.sha1(config.to_json().encode()).hexdigest()[:10]
     tag = f"{heads}h" + (f"-pruned@{prune_at}" if prune_at else "")
-    run_dir = runs_folder(ctx) / f"{regime}-{tag}-{steps}x{K}-{key}"
-    resume = (run_dir / "config.json").exists()
+    family = seedless(resolve_config(regime, K, steps, overrides))
+    blocks = []
+    for run_dir, s, covered in seed_blocks(_cached_blocks(runs_folder(ctx), family),
+                                           ctx.seeds[0], ctx.seeds[0] + K):
+        if run_dir is None:           # a new block: seeds s .. K - 1 in one run
+            config = resolve_config(regime, covered - s, steps,
+                                    {**overrides, "train.seed": str(s)})
+            key = hashlib.sha1(config.to_json().encode()).hexdigest()[:10]
+            start = "" if s == ctx.seeds[0] else f"from{s}"
+            run_dir = runs_folder(ctx) / f"{regime}-{tag}-{steps}x{covered - s}{start}-{key}"
+        blocks.append(_finished_block(ctx, run_dir, regime, steps, overrides, s, covered - s))
+    return merge_runs(blocks)
+
+
+def seed_blocks(cached: dict[Path, tuple[int, int]], first: int, end: int, finished=None
+                ) -> list[tuple[Path | None, int, int]]:
+    """Cover seeds [first, end) with cached runs {folder: (first seed, end seed)}: from the
+    current seed on, the run starting there that covers most of what is left (a finished
+    one on a tie); where no run starts, one new block (None) to the end.  Returns
+    (folder or None, first seed, end seed used) per block."""
+    from eaglelab.train.checkpoint import MODEL
+
+    finished = finished or (lambda run_dir: (run_dir / MODEL).exists())
+    plan, s = [], first
+    while s < end:
+        starting = [(min(e, end), finished(run_dir), str(run_dir), run_dir)
+                    for run_dir, (b, e) in cached.items() if b == s]
+        if not starting:
+            plan.append((None, s, end))
+            break
+        covered, _, _, run_dir = max(starting)
+        plan.append((run_dir, s, covered))
+        s = covered
+    return plan
+
+
+def _cached_blocks(folder: Path, family: dict) -> dict[Path, tuple[int, int]]:
+    """Run folders under `folder` of the configuration `family` (seeds aside), with the
+    seed range [first, last + 1) each holds."""
+    from eaglelab.train import RunConfig
+    from eaglelab.train.runs import CONFIG, seedless
+
+    found = {}
+    for cfg_path in sorted(folder.glob(f"*/{CONFIG}")):
+        try:
+            config = RunConfig.from_json(cfg_path.read_text())
+        except (ValueError, TypeError, KeyError):
+            continue                      # a folder of another version of the config
+        if seedless(config) == family:
+            found[cfg_path.parent] = (config.seeds[0], config.seeds[-1] + 1)
+    return found
+
+
+def _finished_block(ctx: Context, run_dir: Path, regime: str, steps: int, overrides: dict,
+                    seed: int, K: int):
+    """The finished run in run_dir (trained or resumed first) with its first K seeds; a
+    new run there has seeds seed .. seed + K - 1."""
+    from eaglelab.train import cli_train, load_run, select_seeds
+    from eaglelab.train.checkpoint import MODEL
+    from eaglelab.train.runs import CONFIG
+
+    resume = (run_dir / CONFIG).exists()
     if run_dir.exists() and not resume:
         shutil.rmtree(run_dir)       # a folder left by a crash before the config was written
     if not (run_dir / MODEL).exists():
         cli_train(None if resume else regime, None if resume else K,
                   None if resume else steps, run_dir, resume=resume,
-                  overrides=None if resume else overrides, quiet=not ctx.progress)
+                  overrides=None if resume else {**overrides, "train.seed": str(seed)},
+                  quiet=not ctx.progress)
     run = load_run(run_dir)
     if not run.finished:
         raise RuntimeError(f"training in {run_dir} stopped before its last step")
-    return run
+    return run if K == len(run.config.seeds) else select_seeds(run, range(K))

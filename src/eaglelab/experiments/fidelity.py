@@ -104,7 +104,7 @@ def _pruning(run_, cfg: Config, heads: int) -> dict[str, Any]:
     before, after = _task_errors(model, Z0, D), _task_errors(pr.model, Z0, D)
     ex = extract(pr.model, run_.config.task, val_size=cfg.val_size)
     s = ex.summary()
-    return {"heads": heads, "steps": cfg.prune_steps, "run": run_.run_dir.name,
+    return {"heads": heads, "steps": cfg.prune_steps, "run": run_.name,
             "loss_before": pr.loss_before, "loss_after": pr.loss_after,
             "median_before": float(np.median(before)), "median_after": float(np.median(after)),
             "history": pr.history, "fidelity": s["fidelity"], "mse": s["mse"],
@@ -139,7 +139,7 @@ def _finetuned(run_, cfg: Config) -> dict[str, Any]:
     Z0, D = held_out(run_.config.task, cfg.val_size, HELD_OUT_SEED)
     err = _task_errors(copy.deepcopy(run_.model).double(), Z0, D)
     s = extract(run_.model, run_.config.task, val_size=cfg.val_size).summary()
-    return {"run": run_.run_dir.name, "prune_at": run_.config.train.prune_at,
+    return {"run": run_.name, "prune_at": run_.config.train.prune_at,
             "heads_after": run_.model.config.heads,
             "median": float(np.median(err)), "mean": float(np.mean(err)),
             "fidelity": s["fidelity"], "faithful": s["faithful"]}
@@ -169,7 +169,7 @@ def _regime_data(ex, run_, cfg: Config) -> dict[str, Any]:
     train = [m for m in run_.metrics if m.get("kind") == "train"]
     evals = [m for m in run_.metrics if m.get("kind") == "eval"]
     return {
-        "run": run_.run_dir.name, "summary": s,
+        "run": run_.name, "summary": s,
         "fidelity_seeds": [sd.fidelity for sd in ex.seeds],
         "mse_seeds": [sd.mse for sd in ex.seeds],
         "norms": [sd.norms for sd in ex.seeds],

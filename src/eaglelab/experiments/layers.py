@@ -51,7 +51,7 @@ def _regime(ctx: Context, cfg: Config, regime: str, noise_std: float, steps: int
     ex = extract(run_.model, run_.config.task, val_size=cfg.val_size)
     return {
         "summary": ex.summary(),
-        "run": run_.run_dir.name,
+        "run": run_.name,
         "noise_std": noise_std, "steps": steps, "seeds": len(ex.seeds),
         "kappa_model": [sd.layers_model["kappa"] for sd in ex.seeds],
         "mse_model": [sd.layers_model["mse"] for sd in ex.seeds],

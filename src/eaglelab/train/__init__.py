@@ -2,7 +2,7 @@
 checkpoints and resume.  See `loop.py` for the loop and `checkpoint.py` for the run folder.
 """
 
-from eaglelab.train.cli import LoadedRun, cli_train, load_run, train_run
+from eaglelab.train.cli import cli_train, train_run
 from eaglelab.train.config import (
     EstimationTaskConfig,
     RunConfig,
@@ -12,6 +12,7 @@ from eaglelab.train.config import (
 )
 from eaglelab.train.data import BatchStream, data_seed, draw_batch, evaluation_set, split_prompt
 from eaglelab.train.loop import FlatAdam, SpikeGuard, Trainer, clip_per_seed
+from eaglelab.train.runs import LoadedRun, load_run, merge_runs, select_seeds
 
 __all__ = [
     "BatchStream",
@@ -29,7 +30,9 @@ __all__ = [
     "draw_batch",
     "evaluation_set",
     "load_run",
+    "merge_runs",
     "resolve_config",
+    "select_seeds",
     "split_prompt",
     "train_run",
 ]

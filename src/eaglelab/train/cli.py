@@ -1,16 +1,14 @@
-"""Entry points for the CLI: `cli_train` (start or resume a run) and `load_run`."""
+"""Entry points for the CLI: `cli_train` (start or resume a run) and `train_run`."""
 
 from __future__ import annotations
 
 import ctypes
 import json
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from eaglelab.models import LinearTransformer
 from eaglelab.train.checkpoint import (
     CHECKPOINT,
     MODEL,
@@ -20,10 +18,9 @@ from eaglelab.train.checkpoint import (
 )
 from eaglelab.train.config import RunConfig, replace_steps, resolve_config
 from eaglelab.train.loop import Progress, Trainer
+from eaglelab.train.runs import CONFIG
 
-__all__ = ["cli_train", "load_run", "LoadedRun", "train_run"]
-
-CONFIG = "config.json"
+__all__ = ["cli_train", "train_run"]
 
 
 def _tune_malloc() -> None:
@@ -156,47 +153,3 @@ def cli_train(regime: str | None, seeds: int | None, steps: int | None, out: str
     write_text_atomic(out / "environment.json", json.dumps(environment(), indent=2))
     write_text_atomic(out / CONFIG, config.to_json())
     return train_run(out, quiet=quiet)
-
-
-@dataclass
-class LoadedRun:
-    """A run folder read back: the resolved config, the (K-seed) model, and its metrics.
-
-    `model` holds the final weights when the run finished (model.safetensors), else the
-    latest checkpoint's; `step` says which.  `seed_model(k)` gives seed position k alone.
-    """
-
-    run_dir: Path
-    config: RunConfig
-    model: LinearTransformer
-    step: int
-    finished: bool
-    metrics: list[dict] = field(default_factory=list)
-
-    def seed_model(self, k: int) -> LinearTransformer:
-        return self.model.seed_slice(k)
-
-
-def load_run(run_dir: str | Path, dtype: torch.dtype | None = None) -> LoadedRun:
-    """Read a run folder for extraction: config, trained model(s), metrics."""
-    run_dir = Path(run_dir)
-    if not (run_dir / CONFIG).exists():
-        raise ValueError(f"{run_dir} is not a run folder ({CONFIG} missing)")
-    config = RunConfig.from_json((run_dir / CONFIG).read_text())
-    finished = (run_dir / MODEL).exists()
-    path = run_dir / (MODEL if finished else CHECKPOINT)
-    if not path.exists():
-        raise ValueError(f"{run_dir} holds no weights yet (no {MODEL} or {CHECKPOINT})")
-    tensors, meta = load_tensors(path)
-    heads = int(meta["heads"])
-    dtype = dtype or tensors["theta"].dtype
-    model = LinearTransformer(config.model.with_heads(heads), list(config.seeds), dtype=dtype)
-    with torch.no_grad():
-        model.theta.copy_(tensors["theta"])
-        model.head_mask.copy_(tensors["head_mask"])
-    metrics = []
-    mpath = run_dir / "metrics.jsonl"
-    if mpath.exists():
-        metrics = [json.loads(line) for line in mpath.read_text().splitlines() if line.strip()]
-    return LoadedRun(run_dir=run_dir, config=config, model=model, step=int(meta["step"]),
-                     finished=finished, metrics=metrics)

@@ -1,0 +1,91 @@
+"""Seed blocks: runs of one configuration joined along the seed axis, and the experiments'
+run cache training only the seeds it does not hold."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from eaglelab.experiments._training import seed_blocks, trained_run
+from eaglelab.experiments.base import Context
+from eaglelab.train import cli_train, load_run, merge_runs, select_seeds
+
+SMALL = {"batch": "32", "eval_size": "64", "eval_every": "3", "log_every": "3",
+         "checkpoint_every": "3"}
+
+
+def _run(tmp_path: Path, name: str, seeds: int, first: int, steps: int = 6, **over):
+    overrides = {**SMALL, "seed": str(first), **over}
+    return load_run(cli_train("unconstrained", seeds, steps, tmp_path / name,
+                              overrides=overrides, quiet=True))
+
+
+def test_a_seed_trained_alone_equals_the_same_seed_trained_in_a_block(tmp_path):
+    both = _run(tmp_path, "both", 2, 0)
+    merged = merge_runs([_run(tmp_path, "zero", 1, 0), _run(tmp_path, "one", 1, 1)])
+    assert merged.config == both.config and merged.model.seeds == [0, 1]
+    torch.testing.assert_close(merged.model.theta, both.model.theta, rtol=1e-5, atol=1e-6)
+    assert [(m["kind"], m["step"]) for m in merged.metrics] == \
+        [(m["kind"], m["step"]) for m in both.metrics]
+    for a, b in zip(merged.metrics, both.metrics, strict=True):
+        for key, value in b.items():
+            if isinstance(value, list):
+                assert a[key] == pytest.approx(value, rel=1e-4), key
+    assert merged.name == "zero+one" and merged.parts == (tmp_path / "zero", tmp_path / "one")
+
+    second = select_seeds(both, [1])
+    assert second.config.seeds == (1,) and second.config.train.seed == 1
+    torch.testing.assert_close(second.model.theta, both.model.theta[1:])
+    assert all(len(m["mse"]) == 1 for m in second.metrics if m["kind"] == "eval")
+
+
+def test_merge_refuses_what_is_not_one_configuration(tmp_path):
+    a = _run(tmp_path, "a", 1, 0)
+    with pytest.raises(ValueError, match="more than their seeds"):
+        merge_runs([a, _run(tmp_path, "b", 1, 1, lr="0.01")])
+    with pytest.raises(ValueError, match="overlap"):
+        merge_runs([a, a])
+    b = _run(tmp_path, "c", 1, 1)
+    with pytest.raises(ValueError, match="at step 3"):
+        merge_runs([a, dataclasses.replace(b, step=3, finished=False)])
+    with pytest.raises(ValueError, match="outside"):
+        select_seeds(a, [1])
+
+
+def test_seed_blocks_reuse_the_longest_cached_run_at_each_seed():
+    p, q, r = Path("p"), Path("q"), Path("r")
+    done = {p, q}
+    finished = done.__contains__
+    assert seed_blocks({}, 0, 10, finished) == [(None, 0, 10)]
+    assert seed_blocks({p: (0, 3)}, 0, 10, finished) == [(p, 0, 3), (None, 3, 10)]
+    assert seed_blocks({p: (0, 10)}, 0, 3, finished) == [(p, 0, 3)]         # cut
+    assert seed_blocks({p: (0, 3), q: (3, 5)}, 0, 10, finished) == \
+        [(p, 0, 3), (q, 3, 5), (None, 5, 10)]
+    assert seed_blocks({p: (0, 3), r: (0, 3)}, 0, 3, finished) == [(p, 0, 3)]  # finished
+    assert seed_blocks({p: (0, 3), r: (0, 10)}, 0, 10, finished) == [(r, 0, 10)]  # resume
+    assert seed_blocks({q: (3, 5)}, 0, 10, finished) == [(None, 0, 10)]
+
+
+def test_more_seeds_train_only_the_new_seeds(tmp_path):
+    def run(k):
+        ctx = Context("t", tmp_path / "exp", list(range(k)), quick=True, progress=False)
+        return trained_run(ctx, "unconstrained", steps=4, batch=32)
+
+    two = run(2)
+    (block,) = two.parts
+    stamp = (block / "model.safetensors").stat().st_mtime_ns
+    three = run(3)
+    assert three.parts[0] == block and len(three.parts) == 2
+    assert (block / "model.safetensors").stat().st_mtime_ns == stamp     # not retrained
+    assert three.parts[1].name.startswith("unconstrained-1h-4x1from2-")
+    assert three.model.seeds == [0, 1, 2]
+    torch.testing.assert_close(three.model.theta[:2], two.model.theta)
+    one = run(1)                                      # a cut of the first block
+    assert one.parts == (block,) and one.model.seeds == [0]
+    assert sorted(p.name for p in (tmp_path / "_runs").iterdir()) == \
+        sorted(p.name for p in three.parts)
+    other = Context("t", tmp_path / "exp", [0, 1], quick=True, progress=False)
+    assert trained_run(other, "unconstrained", steps=5, batch=32).parts[0] != block
