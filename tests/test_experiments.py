@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -255,6 +256,14 @@ def test_layers_quick_trained_models_reduce_error_layer_by_layer(out_dir):
         assert all(b < a for a, b in zip(mse, mse[1:], strict=False)), (regime, mse)
         assert mse[-1] > 0.01 * 0.9, (regime, mse)
         assert res["data"]["noisy"][regime]["noise_std"] == 0.1
+    # the trained runs behind it, with their measured training time, reach the report
+    runs = json.loads((out_dir / "layers" / "config.json").read_text())["trained_runs"]
+    used = [*res["data"]["regimes"].values(), *res["data"]["noisy"].values()]
+    assert set(runs) == {part for v in used for part in v["run"].split("+")}
+    assert len(runs) == 6 and all(t > 0 for t in runs.values())
+    report = write_report(out_dir).read_text()
+    n_runs = int(re.search(r"Training behind these results: (\d+) runs", report).group(1))
+    assert n_runs >= 6
 
 
 def test_fidelity_quick_extraction_tracks_the_model_in_every_regime(out_dir):

@@ -4,6 +4,7 @@ run cache training only the seeds it does not hold."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import torch
 from eaglelab.experiments._training import seed_blocks, trained_run
 from eaglelab.experiments.base import Context
 from eaglelab.train import cli_train, load_run, merge_runs, select_seeds
+from eaglelab.train.runs import training_seconds
 
 SMALL = {"batch": "32", "eval_size": "64", "eval_every": "3", "log_every": "3",
          "checkpoint_every": "3"}
@@ -88,4 +90,15 @@ def test_more_seeds_train_only_the_new_seeds(tmp_path):
     assert sorted(p.name for p in (tmp_path / "_runs").iterdir()) == \
         sorted(p.name for p in three.parts)
     other = Context("t", tmp_path / "exp", [0, 1], quick=True, progress=False)
-    assert trained_run(other, "unconstrained", steps=5, batch=32).parts[0] != block
+    five = trained_run(other, "unconstrained", steps=5, batch=32)   # another config
+    assert five.parts[0] != block
+    assert set(other.trained_runs) == {five.parts[0].name}
+    assert other.trained_runs[five.parts[0].name] > 0
+
+
+def test_training_seconds_sum_the_resumed_segments(tmp_path):
+    assert training_seconds(tmp_path) == 0.0
+    lines = [{"step": 1, "elapsed_s": 2.0}, {"step": 2, "elapsed_s": 5.0},     # first process
+             {"step": 2, "elapsed_s": 1.5}, {"step": 3, "elapsed_s": 4.0}]     # resumed
+    (tmp_path / "timing.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert training_seconds(tmp_path) == pytest.approx(9.0)

@@ -77,7 +77,9 @@ def trained_run(ctx: Context, regime: str, *, steps: int, batch: int, noise_std:
             start = "" if s == ctx.seeds[0] else f"from{s}"
             run_dir = runs_folder(ctx) / f"{regime}-{tag}-{steps}x{covered - s}{start}-{key}"
         blocks.append(_finished_block(ctx, run_dir, regime, steps, overrides, s, covered - s))
-    return merge_runs(blocks)
+    run = merge_runs(blocks)
+    ctx.trained_runs.update(run.training_seconds())
+    return run
 
 
 def seed_blocks(cached: dict[Path, tuple[int, int]], first: int, end: int, finished=None

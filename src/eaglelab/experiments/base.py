@@ -117,6 +117,7 @@ class Context:
         self.quick = quick
         self.progress = progress
         self.figures: list[Path] = []
+        self.trained_runs: dict[str, float] = {}   # run folder -> measured training seconds
 
     def track(self, items: Iterable[T] | Sequence[T], description: str,
               total: int | None = None) -> Iterator[T]:
@@ -224,6 +225,7 @@ def run_experiment(name: str, out_dir: str | os.PathLike, quick: bool = False,
                     "processor": platform.processor() or platform.machine()},
         "started_utc": started.isoformat(timespec="seconds"),
         "wall_seconds": wall,
+        "trained_runs": ctx.trained_runs,
         "command": f"eaglelab reproduce {name}" + (" --quick" if quick else "")
                    + (f" --seeds {seeds}" if seeds is not None else "")
                    + "".join(f" --set {k}={v}" for k, v in (overrides or {}).items())
@@ -337,6 +339,7 @@ def write_report(out: str | os.PathLike, *, failures: dict[str, str] | None = No
                   f"{sum(r['wall_seconds'] for r in results):.1f} s ("
                   + ", ".join(f"{r['name']} {r['wall_seconds']:.0f} s" for r in results) + ").",
                   ""]
+    lines += _training_lines(out, results)
     lines += ["Each experiment's own wall time, config, seeds and package versions are in "
               "`<name>/config.json`; every plotted number is in `<name>/result.json`.", ""]
 
@@ -396,6 +399,25 @@ def cli_reproduce(name: str, quick: bool, seeds: int | None, out: Path, *,
 
 # ----------------------------------------------------------------------------------------
 # markdown and JSON helpers
+
+
+def _training_lines(out: Path, results: list[dict]) -> list[str]:
+    """The training behind the report: every trained run the experiments used, counted once
+    (a run serves every experiment that uses it), with its measured training time."""
+    runs: dict[str, float] = {}
+    for r in results:
+        cfg_path = out / r["name"] / "config.json"
+        if cfg_path.exists():
+            runs.update(json.loads(cfg_path.read_text()).get("trained_runs") or {})
+    if not runs:
+        return []
+    train = sum(runs.values())
+    total = train + sum(r["wall_seconds"] for r in results)
+    return [f"Training behind these results: {len(runs)} runs, {train:.0f} s of measured "
+            f"training (each run's timing.jsonl, summed over its resumes; the runs are under "
+            f"`_runs/`, each used by every experiment that needs it).  With the experiments' "
+            f"wall times, a `reproduce all` of these settings from an empty run cache costs "
+            f"about {total:.0f} s ({total / 3600:.1f} h) on this machine.", ""]
 
 
 def _section_markdown(r: dict[str, Any], prefix: str, level: int) -> str:

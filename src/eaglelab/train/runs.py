@@ -22,7 +22,8 @@ from eaglelab.models import LinearTransformer
 from eaglelab.train.checkpoint import CHECKPOINT, MODEL, load_tensors
 from eaglelab.train.config import RunConfig
 
-__all__ = ["CONFIG", "LoadedRun", "load_run", "merge_runs", "select_seeds", "seedless"]
+__all__ = ["CONFIG", "LoadedRun", "load_run", "merge_runs", "select_seeds", "seedless",
+           "training_seconds"]
 
 CONFIG = "config.json"
 
@@ -56,6 +57,27 @@ class LoadedRun:
 
     def seed_model(self, k: int) -> LinearTransformer:
         return self.model.seed_slice(k)
+
+    def training_seconds(self) -> dict[str, float]:
+        """Measured training wall time of every folder this run came from."""
+        return {p.name: training_seconds(p) for p in self.parts}
+
+
+def training_seconds(run_dir: str | Path) -> float:
+    """Wall-clock seconds spent training the run in run_dir, from its timing.jsonl: every
+    process that trained it (the first and each resume) logs elapsed time from its own
+    start, so the total is the sum of each segment's last entry (0.0 without a log)."""
+    path = Path(run_dir) / "timing.jsonl"
+    if not path.exists():
+        return 0.0
+    total, last = 0.0, 0.0
+    for line in path.read_text().splitlines():
+        if line.strip():
+            elapsed = float(json.loads(line)["elapsed_s"])
+            if elapsed < last:            # a new process (resume) started counting from 0
+                total += last
+            last = elapsed
+    return total + last
 
 
 def load_run(run_dir: str | Path, dtype: torch.dtype | None = None) -> LoadedRun:
