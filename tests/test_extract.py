@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -114,6 +116,39 @@ def test_sparsify_threshold_and_quantise_levels():
     assert centres == pytest.approx([-1.0, 2.0], abs=0.02)
     with pytest.raises(ValueError, match="levels"):
         quantise(Ws, 1)
+
+
+def _best_levels_cost(vals: np.ndarray, levels: int) -> float:
+    """Brute force: in 1-D optimal clusters are runs of the sorted values; one run (possibly
+    empty) is the zero level (cost sum x^2), the others cost their squared deviation."""
+    x = np.sort(vals)
+    n, best = x.size, np.inf
+    for cuts in itertools.combinations(range(n + 1), levels - 1):
+        bounds = [0, *cuts, n]
+        runs = [x[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+        for z in range(levels):
+            cost = sum(float(np.sum(r ** 2)) if i == z else float(np.sum((r - r.mean()) ** 2))
+                       for i, r in enumerate(runs) if r.size)
+            best = min(best, cost)
+    return best
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_quantise_is_optimal_with_zero_as_a_level(seed):
+    """Structured levels plus off-structure survivors of either sign: the quantised matrix
+    is the best `levels`-value (one of them zero) approximation of the nonzero entries."""
+    rng = np.random.default_rng(seed)
+    vals = np.r_[2.0 + 0.05 * rng.standard_normal(6), -1.0 + 0.05 * rng.standard_normal(3),
+                 0.3 * rng.standard_normal(5)]
+    W = np.zeros((4, 4))
+    W.flat[rng.permutation(16)[:vals.size]] = vals
+    Wq, centres = quantise(W, 3)
+    nz = W != 0
+    cost = float(np.sum((Wq[nz] - W[nz]) ** 2))
+    assert cost == pytest.approx(_best_levels_cost(W[nz], 3), rel=1e-9)
+    assert np.all(Wq[~nz] == 0) and set(np.unique(Wq)) <= {0.0, *centres}
+    # the small off-structure survivors went to zero, not onto a structured level
+    assert np.all(Wq[nz & (np.abs(W) < 0.4)] == 0)
 
 
 def test_simplified_handset_products_are_unchanged():

@@ -1,9 +1,13 @@
 """Sparsify and quantise weight products (brief section 3, step 2).
 
 Sparsify: drop entries with |w| < tau, tau = factor * ||W||_1 / #entries (factor 1.5).
-Quantise: the surviving entries are clustered into (levels - 1) values by 1-D k-means
-(scikit-learn), zero being the remaining level; W_QK uses 2 levels ({0, a1}) and W_VP 3
-({0, a2, a3}) in the paper.  `simplify_products` applies both to every head of every layer.
+Quantise: the surviving entries are clustered into `levels` values by 1-D k-means
+(scikit-learn), one of which is zero: W_QK uses 2 levels ({0, a1}) and W_VP 3 ({0, a2, a3})
+in the paper.  Zero is a level like the others - a survivor nearer zero than to every
+fitted value becomes zero - so a learned off-structure entry just above tau is not forced
+onto the structured level.  (Fitting levels - 1 values to the survivors alone does force
+it, and on trained models that simplification diverges on some tasks: measured in
+docs/demo.md.)  `simplify_products` applies both to every head of every layer.
 """
 
 from __future__ import annotations
@@ -27,22 +31,29 @@ def sparsify(W: np.ndarray, factor: float = 1.5) -> tuple[np.ndarray, float]:
 
 
 def quantise(W: np.ndarray, levels: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(W with its nonzero entries replaced by their k-means centre, the centres).
+    """(W with its nonzero entries replaced by the nearest of `levels` values, one of them
+    zero; the nonzero values used, sorted).
 
-    levels counts zero as one level, so levels - 1 clusters are fitted to the nonzero entries
-    (fewer when there are fewer distinct nonzero values)."""
+    1-D k-means on the nonzero entries plus one zero sample whose weight outweighs them all
+    (1e6 times their count), which pins one centre at zero; that centre is then set to
+    exactly 0.  Fewer values are fitted when there are fewer distinct entries."""
     if levels < 2:
         raise ValueError(f"quantise needs levels >= 2 (zero plus at least one value), got {levels}")
     nz = W != 0
     vals = W[nz]
-    k = min(levels - 1, np.unique(vals).size)
-    if k == 0:
+    if vals.size == 0:
         return W.copy(), np.zeros(0)
-    km = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(vals.reshape(-1, 1))
-    centres = km.cluster_centers_.ravel()
+    x = np.r_[vals, 0.0].reshape(-1, 1)
+    weight = np.r_[np.ones(vals.size), 1e6 * vals.size]
+    k = min(levels, np.unique(x).size)
+    km = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(x, sample_weight=weight)
+    centres = km.cluster_centers_.ravel().copy()
+    centres[km.labels_[-1]] = 0.0                  # the zero sample's cluster is the zero level
+    labels = km.labels_[:-1]
     out = np.zeros_like(W)
-    out[nz] = centres[km.labels_]
-    return out, np.sort(centres)
+    out[nz] = centres[labels]
+    used = np.unique(labels[centres[labels] != 0])
+    return out, np.sort(centres[used])
 
 
 @dataclass
