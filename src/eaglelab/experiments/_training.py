@@ -1,10 +1,11 @@
 """Trained models shared by the training-based experiments (`layers`, `fidelity`).
 
 `trained_run` trains a regime once per distinct training configuration and keeps the run
-folders under <out>/_runs/<regime>-<heads>h-<steps>x<seeds>[from<first seed>]-<hash>,
-where <out> is the `reproduce --out` folder: `reproduce all` trains each regime once for
-both experiments, a re-run reuses finished runs, an interrupted run is resumed from its
-last checkpoint, and more seeds train only the seeds not cached (seed blocks).  The hash
+folders under <out>/_runs/<regime>-<heads>h-<steps>x<seeds>[from<s>]-<hash> (from<s> when
+the block's first seed s is not 0), where <out> is the `reproduce --out` folder:
+`reproduce all` trains each regime once for both experiments, a re-run reuses finished
+runs, an interrupted run is resumed from its last checkpoint, and more seeds train only the
+seeds not cached (seed blocks).  The hash
 covers the whole resolved config (task, model, optimiser, seeds), and a cached block is
 used only when its config equals the requested one up to the seeds, so a changed setting
 never picks up a stale model.
@@ -74,7 +75,7 @@ def trained_run(ctx: Context, regime: str, *, steps: int, batch: int, noise_std:
             config = resolve_config(regime, covered - s, steps,
                                     {**overrides, "train.seed": str(s)})
             key = hashlib.sha1(config.to_json().encode()).hexdigest()[:10]
-            start = "" if s == ctx.seeds[0] else f"from{s}"
+            start = f"from{s}" if s else ""
             run_dir = runs_folder(ctx) / f"{regime}-{tag}-{steps}x{covered - s}{start}-{key}"
         blocks.append(_finished_block(ctx, run_dir, regime, steps, overrides, s, covered - s))
     run = merge_runs(blocks)
