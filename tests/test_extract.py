@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -238,6 +239,34 @@ def test_extract_cli_errors_are_clear(tmp_path):
     (run / "model.safetensors").unlink()
     with pytest.raises(ValueError, match="not finished"):
         run_extraction(run)
+
+
+def test_extract_cli_joins_seed_blocks(tmp_path):
+    """Two runs that differ only in their seed are extracted as one two-seed run; the
+    joint extraction equals the per-run ones seed by seed."""
+    from typer.testing import CliRunner
+
+    from eaglelab.cli import app
+    from eaglelab.cli.extract_cmd import run_extraction
+    from eaglelab.train import cli_train
+
+    small = {"train.batch": "8", "train.eval_size": "8", "model.layers": "2"}
+    a, b, other = tmp_path / "a", tmp_path / "b", tmp_path / "other"
+    cli_train("unconstrained", 1, 3, a, quiet=True, overrides=small)
+    cli_train("unconstrained", 1, 3, b, quiet=True, overrides={**small, "train.seed": "1"})
+    cli_train("unconstrained", 1, 3, other, quiet=True, overrides={**small, "train.lr": "0.01"})
+    res = CliRunner().invoke(app, ["extract", str(a), str(b), "--out", str(tmp_path / "ab"),
+                                   "--json", "--val-size", "64"])
+    assert res.exit_code == 0, res.output
+    joint = json.loads(res.output)
+    assert [s["seed"] for s in joint["seeds"]] == [0, 1]
+    assert (tmp_path / "ab" / "REPORT-unconstrained.md").exists()
+    alone, _ = run_extraction(b, val_size=64, quiet=True)
+    assert joint["seeds"][1]["fidelity"] == pytest.approx(alone.seeds[0].fidelity, rel=1e-6)
+    with pytest.raises(ValueError, match="pass --out"):
+        run_extraction([a, b], quiet=True)
+    with pytest.raises(ValueError, match="more than their seeds"):
+        run_extraction([a, other], quiet=True, out=tmp_path / "x")
 
 
 def test_corrupt_weights_file_is_named(tmp_path):

@@ -1,4 +1,5 @@
-"""`eaglelab extract RUN_DIR`: extract the algorithm from a trained run and report on it."""
+"""`eaglelab extract RUN_DIR [RUN_DIR...]`: extract the algorithm from a trained run (or
+from seed blocks of one configuration, joined) and report on it."""
 
 from __future__ import annotations
 
@@ -34,35 +35,52 @@ def fidelity_rich_table(ex) -> Table:
     return t
 
 
-def run_extraction(run_dir: Path, val_size: int = 1024, quiet: bool = False):
-    """load_run -> extract -> write_report; returns (Extraction, report path)."""
+def run_extraction(run_dirs: Path | list[Path], val_size: int = 1024, quiet: bool = False,
+                   out: Path | None = None):
+    """load_run (each folder; several are seed blocks of one configuration, joined by
+    `merge_runs`) -> extract -> write_report into `out` (default RUN_DIR/extraction; required
+    for several folders); returns (Extraction, report path)."""
     from eaglelab.extract import extract
     from eaglelab.extract.report import write_report
-    from eaglelab.train import load_run
+    from eaglelab.train import load_run, merge_runs
 
-    run = load_run(run_dir)
-    if not run.finished:
-        raise ValueError(f"{run_dir}: training has not finished (no final model); resume it "
-                         f"with `eaglelab train --resume {run_dir}` first")
+    run_dirs = [Path(run_dirs)] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
+    if not run_dirs:
+        raise ValueError("name at least one run folder")
+    if out is None and len(run_dirs) > 1:
+        raise ValueError(f"{len(run_dirs)} run folders: pass --out for the joint report")
+    runs = []
+    for run_dir in run_dirs:
+        run = load_run(run_dir)
+        if not run.finished:
+            raise ValueError(f"{run_dir}: training has not finished (no final model); resume "
+                             f"it with `eaglelab train --resume {run_dir}` first")
+        runs.append(run)
+    run = merge_runs(runs)
     if not quiet:
-        console.print(f"extracting from {run_dir} ({run.config.regime}, "
+        console.print(f"extracting from {run.name} ({run.config.regime}, "
                       f"{len(run.config.seeds)} seed(s), step {run.step}) ...")
     ex = extract(run.model, run.config.task, val_size=val_size)
-    report = write_report(ex, run_dir / "extraction", title=str(run_dir))
+    report = write_report(ex, out or run_dirs[0] / "extraction",
+                          title=" + ".join(str(p) for p in run_dirs))
     return ex, report
 
 
 def extract_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="a finished training run folder")],
+    run_dirs: Annotated[list[Path], typer.Argument(
+        help="a finished training run folder, or several seed blocks of one configuration "
+             "(runs that differ only in train.seed / --seeds), extracted as one run")],
     json_out: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
     val_size: Annotated[int, typer.Option(help="held-out prompts for fidelity")] = 1024,
+    out: Annotated[Path | None, typer.Option(
+        help="report folder (default RUN_DIR/extraction; required for several runs)")] = None,
 ) -> None:
     """Prune, simplify, test and fit the trained weights; write REPORT and figures into
-    RUN_DIR/extraction; print the fidelity table (or JSON)."""
+    RUN_DIR/extraction (or --out); print the fidelity table (or JSON)."""
     from eaglelab.extract.report import update_rule
 
     try:
-        ex, report = run_extraction(run_dir, val_size, quiet=json_out)
+        ex, report = run_extraction(run_dirs, val_size, quiet=json_out, out=out)
     except (ValueError, OSError) as exc:
         fail(str(exc))
     if json_out:
