@@ -121,11 +121,23 @@ def test_extending_a_finished_run_unfinishes_it_until_the_new_end(tmp_path, monk
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_cli, "train_run", interrupted)
+    monkeypatch.setattr(train_cli, "_train", interrupted)
     with pytest.raises(KeyboardInterrupt):
         cli_train(None, None, 6, out, resume=True, quiet=True)
     run = load_run(out)     # the step-3 weights are no longer the final model of a 6-step run
     assert not run.finished and run.config.train.steps == 6
+
+
+def test_a_run_folder_is_trained_by_one_process_at_a_time(tmp_path):
+    from eaglelab.train.checkpoint import run_lock
+
+    out = cli_train("unconstrained", 1, 3, tmp_path / "run", overrides=SMALL, quiet=True)
+    with run_lock(out):                  # as if another process were training it
+        with pytest.raises(ValueError, match="is being trained by process"):
+            cli_train(None, None, 6, out, resume=True, quiet=True)
+        assert load_run(out).config.train.steps == 3 and load_run(out).finished
+    cli_train(None, None, 6, out, resume=True, quiet=True)
+    assert load_run(out).step == 6
 
 
 def test_checkpoint_holds_everything(tmp_path):

@@ -8,6 +8,7 @@ Run folder layout::
     RUN_DIR/timing.jsonl         wall-clock timings (not deterministic)
     RUN_DIR/checkpoint.safetensors   latest training state (see below)
     RUN_DIR/model.safetensors    final weights, written when the run completes
+    RUN_DIR/.lock                held (flock) by the process training the run
 
 A checkpoint holds the weights (theta, head_mask), the Adam state (m, v, per-seed step
 count), every seed's data-generator state, the spike guard's state and the metric
@@ -15,7 +16,8 @@ accumulators; its metadata (str -> str) holds the config as a JSON string, the s
 current number of heads, and the byte length of metrics.jsonl at that step (a resumed run
 truncates the file there, so lines written after the checkpoint are replaced by the same
 lines recomputed).  Files are written to a temporary name, fsynced and os.replace'd, so a
-kill at any moment leaves either the old or the new checkpoint.
+kill at any moment leaves either the old or the new checkpoint.  One process at a time
+trains a run folder (`run_lock`): a second one would interleave checkpoints and metrics.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import json
 import os
 import platform
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -31,11 +35,39 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 __all__ = ["CHECKPOINT", "MODEL", "atomic_save", "load_tensors", "environment",
-           "write_text_atomic"]
+           "run_lock", "write_text_atomic"]
 
 CHECKPOINT = "checkpoint.safetensors"
 MODEL = "model.safetensors"
 FORMAT = "eaglelab-checkpoint/1"
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold RUN_DIR/.lock (an exclusive, non-blocking flock, released when the process ends
+    in any way).  ValueError naming the holder when another process holds it.  A no-op
+    where fcntl does not exist."""
+    try:
+        import fcntl
+    except ImportError:                  # not POSIX: no locking
+        yield
+        return
+    with open(Path(run_dir) / ".lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise ValueError(f"{run_dir} is being trained by {holder}; wait for it to end "
+                             f"or stop it before resuming") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"process {os.getpid()} on {platform.node()}")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _fsync_dir(path: Path) -> None:

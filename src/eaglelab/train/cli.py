@@ -14,6 +14,7 @@ from eaglelab.train.checkpoint import (
     MODEL,
     environment,
     load_tensors,
+    run_lock,
     write_text_atomic,
 )
 from eaglelab.train.config import RunConfig, replace_steps, resolve_config
@@ -65,9 +66,22 @@ class _RichProgress:
                              rate=f"{p.steps_per_s:.1f}")
 
 
-def train_run(run_dir: Path, quiet: bool = False) -> Path:
-    """Run (or continue) the training described by run_dir/config.json."""
+def train_run(run_dir: Path, quiet: bool = False, steps: int | None = None) -> Path:
+    """Run (or continue) the training described by run_dir/config.json, first extending it
+    to `steps` when that is larger than its configured steps.  ValueError when another
+    process is training that folder."""
     run_dir = Path(run_dir)
+    with run_lock(run_dir):
+        config = RunConfig.from_json((run_dir / CONFIG).read_text())
+        if steps is not None and steps > config.train.steps:
+            write_text_atomic(run_dir / CONFIG, replace_steps(config, steps).to_json())
+            # the old final weights are no longer final: until the longer run ends, readers
+            # (load_run, the experiments' run cache) must see an unfinished run
+            (run_dir / MODEL).unlink(missing_ok=True)
+        return _train(run_dir, quiet)
+
+
+def _train(run_dir: Path, quiet: bool) -> Path:
     config = RunConfig.from_json((run_dir / CONFIG).read_text())
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
@@ -133,16 +147,10 @@ def cli_train(regime: str | None, seeds: int | None, steps: int | None, out: str
         if overrides:
             raise ValueError("--resume continues a run with its saved config; overrides "
                              f"{sorted(overrides)} are not allowed (only --steps may grow)")
-        if steps is not None and steps != config.train.steps:
-            if steps < config.train.steps:
-                raise ValueError(f"--steps {steps} is smaller than the run's {config.train.steps}"
-                                 f"; resume can only extend a run")
-            config = replace_steps(config, steps)
-            write_text_atomic(cfg_path, config.to_json())
-            # the old final weights are no longer final: until the longer run ends, readers
-            # (load_run, the experiments' run cache) must see an unfinished run
-            (out / MODEL).unlink(missing_ok=True)
-        return train_run(out, quiet=quiet)
+        if steps is not None and steps < config.train.steps:
+            raise ValueError(f"--steps {steps} is smaller than the run's {config.train.steps}"
+                             f"; resume can only extend a run")
+        return train_run(out, quiet=quiet, steps=steps)
     if regime is None:
         raise ValueError("--regime is required to start a run (or pass --resume RUN_DIR)")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
