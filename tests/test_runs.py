@@ -55,6 +55,24 @@ def test_merge_refuses_what_is_not_one_configuration(tmp_path):
         merge_runs([a, dataclasses.replace(b, step=3, finished=False)])
     with pytest.raises(ValueError, match="outside"):
         select_seeds(a, [1])
+    with pytest.raises(ValueError, match="final model"):
+        merge_runs([a, dataclasses.replace(b, finished=False)])
+    odd = dataclasses.replace(b, metrics=[{**m, "extra": [1]} for m in b.metrics])
+    with pytest.raises(ValueError, match="different fields"):
+        merge_runs([a, odd])
+
+
+def test_load_run_keeps_the_last_record_of_a_step(tmp_path):
+    """A process killed between the step-0 evaluation and its first checkpoint leaves that
+    record twice in metrics.jsonl; the run shows it once, as last written."""
+    run = _run(tmp_path, "r", 1, 0)
+    path = run.run_dir / "metrics.jsonl"
+    first = json.loads(path.read_text().splitlines()[0])
+    path.write_text(json.dumps({**first, "mse": [123.0]}) + "\n" + path.read_text())
+    again = load_run(run.run_dir)
+    keys = [(m["kind"], m["step"]) for m in again.metrics]
+    assert keys == [(m["kind"], m["step"]) for m in run.metrics] and len(set(keys)) == len(keys)
+    assert again.metrics[0]["mse"] == first["mse"]
 
 
 def test_seed_blocks_reuse_the_longest_cached_run_at_each_seed():
@@ -98,7 +116,17 @@ def test_more_seeds_train_only_the_new_seeds(tmp_path):
 
 def test_training_seconds_sum_the_resumed_segments(tmp_path):
     assert training_seconds(tmp_path) == 0.0
-    lines = [{"step": 1, "elapsed_s": 2.0}, {"step": 2, "elapsed_s": 5.0},     # first process
-             {"step": 2, "elapsed_s": 1.5}, {"step": 3, "elapsed_s": 4.0}]     # resumed
+    lines = [{"step": 1, "elapsed_s": 2.0, "steps_per_s": 0.5},                # from 0
+             {"step": 2, "elapsed_s": 5.0, "steps_per_s": 0.4},
+             {"step": 2, "elapsed_s": 1.5, "steps_per_s": 1 / 1.5},            # from 1
+             {"step": 3, "elapsed_s": 4.0, "steps_per_s": 0.5}]
     (tmp_path / "timing.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     assert training_seconds(tmp_path) == pytest.approx(9.0)
+    # processes killed soon after their first log: the next one's elapsed time need not
+    # fall, but it restarts at a step already logged or starts from another step
+    lines = [{"step": 100, "elapsed_s": 2.0, "steps_per_s": 50.0},            # from 0
+             {"step": 100, "elapsed_s": 3.0, "steps_per_s": 100 / 3},         # from 0 again
+             {"step": 200, "elapsed_s": 6.0, "steps_per_s": 200 / 6},
+             {"step": 1100, "elapsed_s": 7.0, "steps_per_s": 100 / 7}]        # from 1000
+    (tmp_path / "timing.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert training_seconds(tmp_path) == pytest.approx(2.0 + 6.0 + 7.0)

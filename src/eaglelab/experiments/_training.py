@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def trained_run(ctx: Context, regime: str, *, steps: int, batch: int, noise_std:
     blocks = []
     for run_dir, s, covered in seed_blocks(_cached_blocks(runs_folder(ctx), family),
                                            ctx.seeds[0], ctx.seeds[0] + K):
-        if run_dir is None:           # a new block: seeds s .. K - 1 in one run
+        if run_dir is None:           # a new block: seeds s .. covered - 1 in one run
             config = resolve_config(regime, covered - s, steps,
                                     {**overrides, "train.seed": str(s)})
             key = hashlib.sha1(config.to_json().encode()).hexdigest()[:10]
@@ -115,7 +116,7 @@ def _cached_blocks(folder: Path, family: dict) -> dict[Path, tuple[int, int]]:
     for cfg_path in sorted(folder.glob(f"*/{CONFIG}")):
         try:
             config = RunConfig.from_json(cfg_path.read_text())
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, IndexError):
             continue                      # a folder of another version of the config
         if seedless(config) == family:
             found[cfg_path.parent] = (config.seeds[0], config.seeds[-1] + 1)
@@ -134,10 +135,12 @@ def _finished_block(ctx: Context, run_dir: Path, regime: str, steps: int, overri
     if run_dir.exists() and not resume:
         shutil.rmtree(run_dir)       # a folder left by a crash before the config was written
     if not (run_dir / MODEL).exists():
+        t0 = time.perf_counter()
         cli_train(None if resume else regime, None if resume else K,
                   None if resume else steps, run_dir, resume=resume,
                   overrides=None if resume else {**overrides, "train.seed": str(seed)},
                   quiet=not ctx.progress)
+        ctx.training_wall += time.perf_counter() - t0
     run = load_run(run_dir)
     if not run.finished:
         raise RuntimeError(f"training in {run_dir} stopped before its last step")

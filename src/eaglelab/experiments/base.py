@@ -118,6 +118,7 @@ class Context:
         self.progress = progress
         self.figures: list[Path] = []
         self.trained_runs: dict[str, float] = {}   # run folder -> measured training seconds
+        self.training_wall = 0.0                    # seconds this experiment spent training
 
     def track(self, items: Iterable[T] | Sequence[T], description: str,
               total: int | None = None) -> Iterator[T]:
@@ -226,6 +227,7 @@ def run_experiment(name: str, out_dir: str | os.PathLike, quick: bool = False,
         "started_utc": started.isoformat(timespec="seconds"),
         "wall_seconds": wall,
         "trained_runs": ctx.trained_runs,
+        "training_wall_seconds": ctx.training_wall,
         "command": f"eaglelab reproduce {name}" + (" --quick" if quick else "")
                    + (f" --seeds {seeds}" if seeds is not None else "")
                    + "".join(f" --set {k}={v}" for k, v in (overrides or {}).items())
@@ -405,19 +407,22 @@ def _training_lines(out: Path, results: list[dict]) -> list[str]:
     """The training behind the report: every trained run the experiments used, counted once
     (a run serves every experiment that uses it), with its measured training time."""
     runs: dict[str, float] = {}
+    rest = 0.0                    # the experiments' wall time outside training
     for r in results:
         cfg_path = out / r["name"] / "config.json"
-        if cfg_path.exists():
-            runs.update(json.loads(cfg_path.read_text()).get("trained_runs") or {})
+        cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
+        runs.update(cfg.get("trained_runs") or {})
+        rest += r["wall_seconds"] - float(cfg.get("training_wall_seconds") or 0.0)
     if not runs:
         return []
     train = sum(runs.values())
-    total = train + sum(r["wall_seconds"] for r in results)
+    total = train + rest
     return [f"Training behind these results: {len(runs)} runs, {train:.0f} s of measured "
             f"training (each run's timing.jsonl, summed over its resumes; the runs are under "
             f"`_runs/`, each used by every experiment that needs it).  With the experiments' "
-            f"wall times, a `reproduce all` of these settings from an empty run cache costs "
-            f"about {total:.0f} s ({total / 3600:.1f} h) on this machine.", ""]
+            f"own work ({rest:.0f} s), a `reproduce all` of these settings from an empty run "
+            f"cache costs about {total:.0f} s ({total / 3600:.1f} h) on this machine (a "
+            f"little less when one run would replace several seed blocks).", ""]
 
 
 def _section_markdown(r: dict[str, Any], prefix: str, level: int) -> str:

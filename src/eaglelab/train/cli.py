@@ -74,10 +74,11 @@ def train_run(run_dir: Path, quiet: bool = False, steps: int | None = None) -> P
     with run_lock(run_dir):
         config = RunConfig.from_json((run_dir / CONFIG).read_text())
         if steps is not None and steps > config.train.steps:
-            write_text_atomic(run_dir / CONFIG, replace_steps(config, steps).to_json())
             # the old final weights are no longer final: until the longer run ends, readers
-            # (load_run, the experiments' run cache) must see an unfinished run
+            # (load_run, the experiments' run cache) must see an unfinished run.  Removed
+            # before the config changes, so a kill in between leaves a resumable run.
             (run_dir / MODEL).unlink(missing_ok=True)
+            write_text_atomic(run_dir / CONFIG, replace_steps(config, steps).to_json())
         return _train(run_dir, quiet)
 
 

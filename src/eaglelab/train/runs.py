@@ -1,11 +1,12 @@
 """Run folders read back, and runs of one configuration seen as one along the seed axis.
 
-Seed s of a run is the same model whichever other seeds it was trained with: it is
-initialised from s, draws its batches from its own stream, and every per-seed operation of
-the loop acts row by row (`loop.py`).  So runs whose configs differ only in their seeds are
-*seed blocks* of one experiment, and `merge_runs` joins them (seeds concatenated in order);
-`select_seeds` keeps some of a run's seeds.  Both act on the model, the config's seed list
-and the metrics, in which every list-valued field of a record holds one entry per seed.
+Seed s of a run is the same model, up to floating-point rounding, whichever other seeds it
+was trained with: it is initialised from s, draws its batches from its own stream, and
+every per-seed operation of the loop acts row by row (`loop.py`).  So runs whose configs
+differ only in their seeds are *seed blocks* of one experiment, and `merge_runs` joins them
+(seeds concatenated in order); `select_seeds` keeps some of a run's seeds.  Both act on the
+model, the config's seed list and the metrics, in which every list-valued field of a record
+holds one entry per seed.
 """
 
 from __future__ import annotations
@@ -65,18 +66,22 @@ class LoadedRun:
 
 def training_seconds(run_dir: str | Path) -> float:
     """Wall-clock seconds spent training the run in run_dir, from its timing.jsonl: every
-    process that trained it (the first and each resume) logs elapsed time from its own
-    start, so the total is the sum of each segment's last entry (0.0 without a log)."""
+    process that trained it (the first and each resume) logs elapsed time and rate from its
+    own start, so the total is the sum of each process's last entry (0.0 without a log)."""
     path = Path(run_dir) / "timing.jsonl"
     if not path.exists():
         return 0.0
-    total, last = 0.0, 0.0
+    total, last, start, step = 0.0, 0.0, None, -1
     for line in path.read_text().splitlines():
         if line.strip():
-            elapsed = float(json.loads(line)["elapsed_s"])
-            if elapsed < last:            # a new process (resume) started counting from 0
+            rec = json.loads(line)
+            elapsed = float(rec["elapsed_s"])
+            # the step the logging process started from: steps_per_s = (step - s0) / elapsed
+            s0 = round(rec["step"] - rec["steps_per_s"] * elapsed)
+            new = s0 != start or elapsed < last or rec["step"] <= step
+            if start is not None and new:      # another process (a resume) logs from here
                 total += last
-            last = elapsed
+            start, last, step = s0, elapsed, rec["step"]
     return total + last
 
 
@@ -97,12 +102,17 @@ def load_run(run_dir: str | Path, dtype: torch.dtype | None = None) -> LoadedRun
     with torch.no_grad():
         model.theta.copy_(tensors["theta"])
         model.head_mask.copy_(tensors["head_mask"])
-    metrics = []
+    metrics: dict[tuple, dict] = {}
     mpath = run_dir / "metrics.jsonl"
     if mpath.exists():
-        metrics = [json.loads(line) for line in mpath.read_text().splitlines() if line.strip()]
+        for line in mpath.read_text().splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                # a process killed between the step-0 evaluation and its first checkpoint
+                # leaves that record twice; the last one counts
+                metrics[(rec.get("kind"), rec.get("step"))] = rec
     return LoadedRun(run_dir=run_dir, config=config, model=model, step=int(meta["step"]),
-                     finished=finished, metrics=metrics)
+                     finished=finished, metrics=list(metrics.values()))
 
 
 def seedless(config: RunConfig) -> dict:
@@ -133,9 +143,9 @@ def select_seeds(run: LoadedRun, positions: Sequence[int]) -> LoadedRun:
 
 def merge_runs(runs: Sequence[LoadedRun]) -> LoadedRun:
     """Seed blocks of one configuration as one run: seeds, weights and per-seed metrics
-    concatenated in the order given.  Metric records are matched by (kind, step) - a
-    resumed run may repeat the records it wrote after its last checkpoint; the last one
-    counts - and only records present in every block are kept.
+    concatenated in the order given.  Metric records are matched by (kind, step); only
+    records present in every block are kept, list-valued fields are joined and the other
+    fields (step, kind, the evaluation set's zero_mse, heads) come from the first block.
 
     Raises ValueError when the configs differ in anything but their seeds, a seed occurs
     twice, or the blocks stopped at different steps."""
@@ -149,9 +159,12 @@ def merge_runs(runs: Sequence[LoadedRun]) -> LoadedRun:
         if seedless(r.config) != seedless(first.config):
             raise ValueError(f"{r.run_dir} and {first.run_dir} differ in more than their "
                              f"seeds; they are not blocks of one run")
-        if r.step != first.step or r.finished != first.finished:
+        if r.step != first.step:
             raise ValueError(f"{r.run_dir} is at step {r.step}, {first.run_dir} at step "
                              f"{first.step}: merge finished runs (or runs at one step)")
+        if r.finished != first.finished:
+            raise ValueError(f"{first.run_dir if r.finished else r.run_dir} has not written "
+                             f"its final model: merge finished runs")
     seeds = [s for r in runs for s in r.config.seeds]
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seed blocks overlap: seeds {seeds}")
@@ -161,6 +174,9 @@ def merge_runs(runs: Sequence[LoadedRun]) -> LoadedRun:
         if not all(key in b for b in by_key[1:]):
             continue
         recs = [b[key] for b in by_key]
+        if any(set(rr) != set(rec) for rr in recs):
+            raise ValueError(f"metrics records {key} have different fields in the blocks: "
+                             f"{sorted(sorted(rr) for rr in recs)}")
         metrics.append({k: [x for rr in recs for x in rr[k]] if isinstance(v, list) else v
                         for k, v in rec.items()})
     metrics.sort(key=lambda m: (m.get("step", 0)))
