@@ -130,3 +130,11 @@ def test_training_seconds_sum_the_resumed_segments(tmp_path):
              {"step": 1100, "elapsed_s": 7.0, "steps_per_s": 100 / 7}]        # from 1000
     (tmp_path / "timing.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     assert training_seconds(tmp_path) == pytest.approx(2.0 + 6.0 + 7.0)
+
+
+def test_unfaithful_reason_names_the_heavy_tail_or_the_residue():
+    from eaglelab.experiments._training import unfaithful_reason
+
+    tail = unfaithful_reason({"faithful_median": True}, [0.01, 133.0, 0.02])
+    assert "heavy-tailed" in tail and "seed position 1: test MSE 1.3e+02" in tail
+    assert "residue" in unfaithful_reason({"faithful_median": False}, [0.01, 0.02])

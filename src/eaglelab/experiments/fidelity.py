@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 
 from eaglelab.experiments import _common as cm
-from eaglelab.experiments._training import QUICK_TRAINING, REGIMES, TrainedConfig, trained_run
+from eaglelab.experiments._training import (
+    QUICK_TRAINING,
+    REGIMES,
+    TrainedConfig,
+    trained_run,
+    unfaithful_reason,
+)
 from eaglelab.experiments.base import Context, ExperimentResult
 
 TITLE = "Fidelity of the extracted algorithm, weights, scaling laws, sketch, pruning"
@@ -161,7 +167,8 @@ def _regime_data(ex, run_, cfg: Config) -> dict[str, Any]:
             for key, q in (("sparsified", False), ("quantised", True)):
                 simple, rep = simplify_products(sd.products, factor=f, quantize=q, seed=0)
                 rows[key].append(prediction_mse(products_forward(Z0, simple, d)[-1], D, d, n))
-            rows["density"].append(float(np.mean([np.mean(r) for r in rep.density_qk])))
+                if not q:     # the threshold's density (quantising may zero more entries)
+                    rows["density"].append(float(np.mean([np.mean(r) for r in rep.density_qk])))
         for key in sweep:
             sweep[key].append(rows[key])
     qk = [[h["qk"] for h in layer] for layer in ex.seeds[0].structure]
@@ -202,7 +209,7 @@ def _claims(data: dict, cfg: Config) -> list:
             f"{r}: fidelity of the extracted algorithm below the model's test MSE at every "
             "layer", "<= 6e-4 vs MSE ~1e-3 (10 seeds, 20k steps)",
             "max " + f"{max(s['fidelity']):.1e} vs MSE {s['mse']:.1e}", s["faithful"],
-            "faithful", f"not faithful after {budget}: see the per-layer table"))
+            "faithful", unfaithful_reason(s, data["regimes"][r]["mse_seeds"])))
         claims.append(cm.claim(
             f"{r}: the same on typical tasks (medians over tasks of the per-task fidelity "
             "and test MSE)", "(the paper reports means)",

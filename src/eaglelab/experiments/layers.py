@@ -21,7 +21,13 @@ from typing import Any
 import numpy as np
 
 from eaglelab.experiments import _common as cm
-from eaglelab.experiments._training import QUICK_TRAINING, REGIMES, TrainedConfig, trained_run
+from eaglelab.experiments._training import (
+    QUICK_TRAINING,
+    REGIMES,
+    TrainedConfig,
+    trained_run,
+    unfaithful_reason,
+)
 from eaglelab.experiments.base import Context, ExperimentResult
 
 TITLE = "Layer-wise quantities and fidelity of trained transformers, three regimes"
@@ -55,6 +61,7 @@ def _regime(ctx: Context, cfg: Config, regime: str, noise_std: float, steps: int
         "noise_std": noise_std, "steps": steps, "seeds": len(ex.seeds),
         "kappa_model": [sd.layers_model["kappa"] for sd in ex.seeds],
         "mse_model": [sd.layers_model["mse"] for sd in ex.seeds],
+        "mse_seeds": [sd.mse for sd in ex.seeds],
         "kappa_algorithm": [sd.layers_algorithm["kappa"] for sd in ex.seeds],
         "mse_algorithm": [sd.layers_algorithm["mse"] for sd in ex.seeds],
         "eta_layers": [sd.eta_layers for sd in ex.seeds],
@@ -99,8 +106,7 @@ def run(cfg: Config, ctx: Context) -> ExperimentResult:
             "layer", "<= 6e-4 vs MSE ~1e-3 (Table 1, 10 seeds, 20k steps)",
             "fidelity " + " ".join(f"{v:.1e}" for v in s["fidelity"]) + f"; MSE {s['mse']:.1e}",
             s["faithful"], "faithful",
-            "not faithful at this budget: a patternless learned residue in the structured "
-            "weight blocks (the residue table of the `fidelity` experiment, docs/demo.md)"))
+            unfaithful_reason(s, per_regime[r]["mse_seeds"])))
     claims += _noisy_claims(cfg, med_noisy) if noisy else []
     _plot(ctx, med, "layers")
     captions = {"layers.png": "Median over seeds of kappa(A_l) and the D-slot MSE per layer: "
