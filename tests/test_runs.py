@@ -138,3 +138,15 @@ def test_unfaithful_reason_names_the_heavy_tail_or_the_residue():
     tail = unfaithful_reason({"faithful_median": True}, [0.01, 133.0, 0.02])
     assert "heavy-tailed" in tail and "seed position 1: test MSE 1.3e+02" in tail
     assert "residue" in unfaithful_reason({"faithful_median": False}, [0.01, 0.02])
+
+
+def test_mean_criterion_leaves_out_and_names_diverged_seeds():
+    from eaglelab.experiments._training import mean_criterion
+
+    fid = [[1e-4, 2e-4], [1e-4, 3e-4], [5.0, 1e9]]
+    mc = mean_criterion(fid, [2e-3, 2e-3, 1e10])
+    assert mc["diverged"] == [2] and mc["seeds"] == 2 and mc["faithful"]
+    assert mc["fidelity"] == pytest.approx([1e-4, 2.5e-4]) and mc["mse"] == pytest.approx(2e-3)
+    # without a diverged seed every seed counts, and a layer above the MSE fails
+    mc = mean_criterion([[1e-4, 3e-3], [1e-4, 3e-3]], [2e-3, 2.5e-3])
+    assert mc["diverged"] == [] and not mc["faithful"]

@@ -24,7 +24,7 @@ import numpy as np
 from eaglelab.experiments.base import Context
 
 __all__ = ["TrainedConfig", "QUICK_TRAINING", "REGIMES", "trained_run", "runs_folder", "seed_blocks",
-           "unfaithful_reason"]
+           "unfaithful_reason", "mean_criterion", "mean_claim_text", "DIVERGED"]
 
 REGIMES = ("unconstrained", "compute-limited", "distributed")
 
@@ -162,3 +162,31 @@ def unfaithful_reason(summary: dict, mse_seeds: list[float]) -> str:
                 f"{float(np.median(mse_seeds)):.1e})")
     return ("not faithful at this budget: a patternless learned residue in the structured "
             "weight blocks (the residue table of the `fidelity` experiment, docs/demo.md)")
+
+
+DIVERGED = 100.0   # a seed whose test MSE exceeds this many times the median seed's diverged
+
+
+def mean_criterion(fidelity_seeds, mse_seeds) -> dict:
+    """The paper's criterion (mean fidelity per layer below the mean test MSE) over the seeds
+    whose test MSE stays within DIVERGED x the median seed's.  A model with fixed learned
+    steps can blow up on a rare heavy-tailed held-out task (||A||_2 beyond what it was
+    trained for); one such task makes its seed's mean MSE - and every mean over seeds - a
+    number of that one task, so those seeds are named and left out of the means."""
+    f, m = np.asarray(fidelity_seeds, float), np.asarray(mse_seeds, float)
+    keep = m <= DIVERGED * np.median(m)
+    return {"diverged": np.flatnonzero(~keep).tolist(), "seeds": int(keep.sum()),
+            "fidelity": f[keep].mean(axis=0).tolist(), "mse": float(m[keep].mean()),
+            "max_mse_diverged": float(m[~keep].max()) if (~keep).any() else None,
+            "faithful": bool(np.all(f[keep].mean(axis=0) < m[keep].mean()))}
+
+
+def mean_claim_text(mc: dict, total: int) -> str:
+    """'ours' for the mean criterion: the kept seeds' numbers and the diverged seeds."""
+    text = ("fidelity " + " ".join(f"{v:.1e}" for v in mc["fidelity"])
+            + f"; MSE {mc['mse']:.1e}")
+    if mc["diverged"]:
+        text += (f" (means over the {mc['seeds']} of {total} seeds that did not diverge; seed "
+                 f"positions {mc['diverged']} blow up on heavy-tailed held-out tasks, test MSE "
+                 f"up to {mc['max_mse_diverged']:.1e})")
+    return text
