@@ -145,7 +145,7 @@ def test_mean_criterion_leaves_out_and_names_diverged_seeds():
 
     fid = [[1e-4, 2e-4], [1e-4, 3e-4], [5.0, 1e9]]
     mc = mean_criterion(fid, [2e-3, 2e-3, 1e10])
-    assert mc["diverged"] == [2] and mc["seeds"] == 2 and mc["faithful"]
+    assert mc["diverged"] == [2] and mc["kept"] == [0, 1] and mc["seeds"] == 2 and mc["faithful"]
     assert mc["fidelity"] == pytest.approx([1e-4, 2.5e-4]) and mc["mse"] == pytest.approx(2e-3)
     # without a diverged seed every seed counts, and a layer above the MSE fails
     mc = mean_criterion([[1e-4, 3e-3], [1e-4, 3e-3]], [2e-3, 2.5e-3])

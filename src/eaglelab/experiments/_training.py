@@ -175,7 +175,8 @@ def mean_criterion(fidelity_seeds, mse_seeds) -> dict:
     number of that one task, so those seeds are named and left out of the means."""
     f, m = np.asarray(fidelity_seeds, float), np.asarray(mse_seeds, float)
     keep = m <= DIVERGED * np.median(m)
-    return {"diverged": np.flatnonzero(~keep).tolist(), "seeds": int(keep.sum()),
+    return {"diverged": np.flatnonzero(~keep).tolist(), "kept": np.flatnonzero(keep).tolist(),
+            "seeds": int(keep.sum()),
             "fidelity": f[keep].mean(axis=0).tolist(), "mse": float(m[keep].mean()),
             "max_mse_diverged": float(m[~keep].max()) if (~keep).any() else None,
             "faithful": bool(np.all(f[keep].mean(axis=0) < m[keep].mean()))}

@@ -237,9 +237,8 @@ def _claims(data: dict, cfg: Config) -> list:
             "larger" if r == "distributed" else
             "the per-layer steps do not follow one constant over 1/N_l (gamma grows with "
             "depth in our runs), so the fit through the origin depends on the layer mix"))
-        kept = [i for i in range(len(d["mse_seeds"])) if i not in mc["diverged"]]
-        ratio = (np.mean([d["mse_simplified_seeds"][i] for i in kept])
-                 / np.mean([d["mse_seeds"][i] for i in kept]))      # seeds that did not diverge
+        ratio = (np.mean([d["mse_simplified_seeds"][i] for i in mc["kept"]])
+                 / np.mean([d["mse_seeds"][i] for i in mc["kept"]]))   # seeds not diverged
         claims.append(cm.claim(
             f"{r}: sparsifying (tau = 1.5 ||W||_1/#) and quantising the products loses no "
             "accuracy", "no loss", f"MSE x{ratio:.3g}", ratio <= 1.5, "within 1.5x",
@@ -405,9 +404,7 @@ def _plot_fidelity(ctx: Context, data: dict) -> None:
     for ax, r in zip(axes[0], REGIMES, strict=True):
         s = data["regimes"][r]["summary"]
         mc = data["regimes"][r]["mean_criterion"]
-        kept = [i for i in range(len(data["regimes"][r]["mse_seeds"]))
-                if i not in mc["diverged"]]
-        f = np.asarray(data["regimes"][r]["fidelity_seeds"])[kept]
+        f = np.asarray(data["regimes"][r]["fidelity_seeds"])[mc["kept"]]
         x = np.arange(1, f.shape[1] + 1)
         ax.semilogy(x, f.mean(axis=0), "o-", label="extracted")
         if f.shape[0] > 1:
