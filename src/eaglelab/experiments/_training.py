@@ -5,10 +5,9 @@ folders under <out>/_runs/<regime>-<heads>h-<steps>x<seeds>[from<s>]-<hash> (fro
 the block's first seed s is not 0), where <out> is the `reproduce --out` folder:
 `reproduce all` trains each regime once for both experiments, a re-run reuses finished
 runs, an interrupted run is resumed from its last checkpoint, and more seeds train only the
-seeds not cached (seed blocks).  The hash
-covers the whole resolved config (task, model, optimiser, seeds), and a cached block is
-used only when its config equals the requested one up to the seeds, so a changed setting
-never picks up a stale model.
+seeds not cached (seed blocks).  The hash covers the whole resolved config (task, model,
+optimiser, seeds), and a cached block is used only when its config equals the requested
+one up to the seeds, so a changed setting never picks up a stale model.
 """
 
 from __future__ import annotations
@@ -23,8 +22,8 @@ import numpy as np
 
 from eaglelab.experiments.base import Context
 
-__all__ = ["TrainedConfig", "QUICK_TRAINING", "REGIMES", "trained_run", "runs_folder", "seed_blocks",
-           "unfaithful_reason", "mean_criterion", "mean_claim_text", "DIVERGED"]
+__all__ = ["TrainedConfig", "QUICK_TRAINING", "REGIMES", "trained_run", "runs_folder",
+           "seed_blocks", "unfaithful_reason", "mean_criterion", "mean_claim_text", "DIVERGED"]
 
 REGIMES = ("unconstrained", "compute-limited", "distributed")
 

@@ -319,11 +319,11 @@ def write_report(out: str | os.PathLike, *, failures: dict[str, str] | None = No
              "Algorithms (arXiv 2509.19702)", ""]
     versions = package_versions()
     modes = sorted({"quick" if r["quick"] else "full" for r in results})
-    threads = set()
+    configs = {}
     for r in results:
         cfg_path = out / r["name"] / "config.json"
-        if cfg_path.exists():
-            threads.add(json.loads(cfg_path.read_text()).get("blas_threads"))
+        configs[r["name"]] = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
+    threads = {c.get("blas_threads") for c in configs.values() if c}
     thread_text = ", ".join("library default (all cores)" if t is None else str(t)
                             for t in sorted(threads, key=lambda t: -1 if t is None else t))
     lines += [
@@ -341,7 +341,7 @@ def write_report(out: str | os.PathLike, *, failures: dict[str, str] | None = No
                   f"{sum(r['wall_seconds'] for r in results):.1f} s ("
                   + ", ".join(f"{r['name']} {r['wall_seconds']:.0f} s" for r in results) + ").",
                   ""]
-    lines += _training_lines(out, results)
+    lines += _training_lines(results, configs)
     lines += ["Each experiment's own wall time, config, seeds and package versions are in "
               "`<name>/config.json`; every plotted number is in `<name>/result.json`.", ""]
 
@@ -403,14 +403,13 @@ def cli_reproduce(name: str, quick: bool, seeds: int | None, out: Path, *,
 # markdown and JSON helpers
 
 
-def _training_lines(out: Path, results: list[dict]) -> list[str]:
+def _training_lines(results: list[dict], configs: dict[str, dict]) -> list[str]:
     """The training behind the report: every trained run the experiments used, counted once
     (a run serves every experiment that uses it), with its measured training time."""
     runs: dict[str, float] = {}
     rest = 0.0                    # the experiments' wall time outside training
     for r in results:
-        cfg_path = out / r["name"] / "config.json"
-        cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
+        cfg = configs[r["name"]]
         runs.update(cfg.get("trained_runs") or {})
         rest += r["wall_seconds"] - float(cfg.get("training_wall_seconds") or 0.0)
     if not runs:
