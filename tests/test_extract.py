@@ -62,7 +62,12 @@ def test_extraction_recovers_handset_constants_exactly(regime):
     assert max(s.fidelity) < 1e-26 and max(s.fidelity_median) < 1e-26
     assert s.mse_algorithm == pytest.approx(s.mse, rel=1e-10)
     assert 0 < s.mse_median < s.mse            # the heavy-tailed task law: mean > median
-    assert ex.summary()["faithful"]
+    summary = ex.summary()
+    assert summary["faithful"] and summary["tasks"] == 128
+    # tasks beyond the calibration batch's norms at some layer are listed (a few of 128:
+    # both batches have 128 tasks); these steps are stable there too, so the unfiltered
+    # fidelity is at rounding level as well
+    assert 0 < len(s.out_of_range) < 13 and max(s.fidelity_all_tasks) < 1e-20
     # eta_l = step * N_l reproduces the steps with the calibration norms
     np.testing.assert_allclose(np.array(s.eta_layers) / np.array(s.norms), sA, rtol=1e-12)
     if regime == "compute-limited":
@@ -75,6 +80,61 @@ def test_extraction_recovers_handset_constants_exactly(regime):
         st = s.structure[0][0]
         assert st["qk"]["tl_identity_defect"] < 1e-12 and st["qk"]["br"] < 1e-12
         assert st["vp"]["tr"] < 1e-12 and st["vp"]["bl"] < 1e-12
+
+
+def test_task_norms_match_a_float64_loop_and_define_the_calibrated_range():
+    from eaglelab.extract.scaling import batch_max_norms, in_calibrated_range, task_norms
+
+    rng = np.random.default_rng(3)
+    d = n = 6
+    Zs = [torch.as_tensor(rng.standard_normal((5, d + 2, n + 2))) for _ in range(3)]
+    part = [np.arange(3), np.arange(3, 6)]
+    S = [np.linalg.qr(rng.standard_normal((n, 2)))[0] for _ in range(2)]
+    for partition, sketches in ((None, None), (part, None), (None, S)):
+        got = task_norms(Zs, d, n, partition, sketches)
+        want = np.empty((2, 5))
+        for l in range(2):
+            for b in range(5):
+                A = Zs[l][b, :d, :n].numpy()
+                cols = partition or [np.arange(n)]
+                want[l, b] = max(np.linalg.norm(A[:, J] @ (S[l] if sketches else
+                                                           np.eye(len(J))), 2) ** 2
+                                 for J in cols)
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+        np.testing.assert_allclose(batch_max_norms(Zs, d, n, partition, sketches),
+                                   want.max(axis=1), rtol=1e-12)
+    # task 2's A grows at layer 1 past the largest layer-1 norm of the others
+    N = task_norms(Zs, d, n)
+    limits = np.delete(N, 2, axis=1).max(axis=1)
+    Zs[1][2, :d, :n] *= 2 * np.sqrt(limits[1] / N[1, 2])
+    inside = in_calibrated_range(Zs, limits, d, n)
+    assert not inside[2] and inside[np.delete(np.arange(5), 2)].all()
+
+
+def test_a_diverging_task_is_left_out_of_the_fidelity_but_reported():
+    """Hand-set EAGLE with steps at the stability edge: a held-out task with a much larger
+    ||A|| than any calibration task diverges in the model; the fidelity and MSE are taken
+    over the other tasks and the unfiltered numbers keep the blow-up."""
+    from eaglelab.extract.fidelity import layer_fidelity, prediction_mse
+    from eaglelab.extract.scaling import batch_max_norms, in_calibrated_range
+
+    model, _, _, _ = handset("unconstrained")
+    model = model.double()
+    Z0, D = held_out(TASK, 64, 11)
+    Zc, _ = held_out(TASK, 256, 12)
+    Z0[0, :, :] *= 3.0                       # ||A||^2 x 9: past the stable interval
+    D[0] *= 3.0
+    with torch.no_grad():
+        Zm = [z[0] for z in model.layer_outputs(Z0)]
+        norms = batch_max_norms([z[0] for z in model.layer_outputs(Zc)], TASK.d, TASK.n)
+    inside = in_calibrated_range(Zm, norms, TASK.d, TASK.n)
+    assert not inside[0] and inside.sum() >= 60
+    assert prediction_mse(Zm[-1], D, TASK.d, TASK.n) > 1e3 * prediction_mse(
+        Zm[-1], D, TASK.d, TASK.n, inside)
+    noisy = [z + 1e-3 for z in Zm]
+    assert layer_fidelity(Zm, noisy, inside) == pytest.approx([1e-6] * 4, rel=1e-9)
+    with pytest.raises(ValueError, match="task mask"):
+        layer_fidelity(Zm, noisy, inside[:10])
 
 
 def test_extracted_schedule_matches_the_solver():

@@ -132,21 +132,26 @@ def test_training_seconds_sum_the_resumed_segments(tmp_path):
     assert training_seconds(tmp_path) == pytest.approx(2.0 + 6.0 + 7.0)
 
 
-def test_unfaithful_reason_names_the_heavy_tail_or_the_residue():
+def test_unfaithful_reason_names_the_seed_or_the_residue():
     from eaglelab.experiments._training import unfaithful_reason
 
-    tail = unfaithful_reason({"faithful_median": True}, [0.01, 133.0, 0.02])
-    assert "heavy-tailed" in tail and "seed position 1: test MSE 1.3e+02" in tail
-    assert "residue" in unfaithful_reason({"faithful_median": False}, [0.01, 0.02])
+    seeds = {"fidelity_seeds": [[1e-4, 2e-4], [1e-4, 30.0], [1e-4, 3e-4]],
+             "mse_seeds": [0.01, 0.02, 0.015], "mse_algorithm_seeds": [0.01, 8e4, 0.015]}
+    why = unfaithful_reason({"faithful_median": True, "mse": 0.015}, seeds)
+    assert "layer 2 is set by seed position 1 (fidelity 3.0e+01" in why
+    assert "diverge where the model's do not" in why
+    seeds["mse_algorithm_seeds"][1] = 0.03        # no divergence of the algorithm: no such text
+    assert "diverge" not in unfaithful_reason({"faithful_median": True, "mse": 0.015}, seeds)
+    assert "residue" in unfaithful_reason({"faithful_median": False, "mse": 0.015}, seeds)
 
 
-def test_mean_criterion_leaves_out_and_names_diverged_seeds():
-    from eaglelab.experiments._training import mean_criterion
+def test_criterion_text_reports_the_tasks_outside_the_range():
+    from eaglelab.experiments._training import criterion_text
 
-    fid = [[1e-4, 2e-4], [1e-4, 3e-4], [5.0, 1e9]]
-    mc = mean_criterion(fid, [2e-3, 2e-3, 1e10])
-    assert mc["diverged"] == [2] and mc["kept"] == [0, 1] and mc["seeds"] == 2 and mc["faithful"]
-    assert mc["fidelity"] == pytest.approx([1e-4, 2.5e-4]) and mc["mse"] == pytest.approx(2e-3)
-    # without a diverged seed every seed counts, and a layer above the MSE fails
-    mc = mean_criterion([[1e-4, 3e-3], [1e-4, 3e-3]], [2e-3, 2.5e-3])
-    assert mc["diverged"] == [] and not mc["faithful"]
+    s = {"fidelity": [1e-4, 2e-4], "mse": 2e-3, "out_of_range": [0, 0], "tasks": 1024,
+         "fidelity_all_tasks": [1e-4, 2e-4], "mse_all_tasks": 2e-3}
+    assert criterion_text(s) == "fidelity 1.0e-04 2.0e-04; MSE 2.0e-03"
+    s.update(out_of_range=[1, 9], fidelity_all_tasks=[1e-4, 1e9], mse_all_tasks=1e10)
+    text = criterion_text(s)
+    assert "1-9 of 1024 per seed outside" in text and "fidelity up to 1.0e+09" in text
+    assert "MSE 1.0e+10" in text

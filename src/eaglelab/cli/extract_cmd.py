@@ -19,7 +19,10 @@ def register(app: typer.Typer) -> None:
 def fidelity_rich_table(ex) -> Table:
     s = ex.summary()
     L = len(s["fidelity"])
-    t = Table(title=f"Fidelity per layer, {ex.regime} (||Z_model - Z_alg||^2 / #entries)")
+    out = ", ".join(map(str, s["out_of_range"]))
+    t = Table(title=f"Fidelity per layer, {ex.regime} (||Z_model - Z_alg||^2 / #entries)",
+              caption=f"over the held-out tasks inside the calibrated range ({out} of "
+                      f"{s['tasks']} outside, per seed), except the 'all tasks' rows")
     t.add_column("")
     for l in range(L):
         t.add_column(f"layer {l + 1}", justify="right")
@@ -30,6 +33,8 @@ def fidelity_rich_table(ex) -> Table:
         t.add_row(f"paper's form ({s['paper_form']})",
                   *[f"{v:.1e}" for v in s["fidelity_paper"]])
     t.add_row("model test MSE", *[""] * (L - 1), f"{s['mse']:.1e}")
+    t.add_row(f"all {s['tasks']} tasks", *[f"{v:.1e}" for v in s["fidelity_all_tasks"]])
+    t.add_row("  model test MSE", *[""] * (L - 1), f"{s['mse_all_tasks']:.1e}")
     t.add_row("median over tasks", *[f"{v:.1e}" for v in s["fidelity_median"]])
     t.add_row("  model median MSE", *[""] * (L - 1), f"{s['mse_median']:.1e}")
     return t

@@ -23,7 +23,7 @@ import numpy as np
 from eaglelab.experiments.base import Context
 
 __all__ = ["TrainedConfig", "QUICK_TRAINING", "REGIMES", "trained_run", "runs_folder",
-           "seed_blocks", "unfaithful_reason", "mean_criterion", "mean_claim_text", "DIVERGED"]
+           "seed_blocks", "unfaithful_reason", "criterion_text"]
 
 REGIMES = ("unconstrained", "compute-limited", "distributed")
 
@@ -149,44 +149,35 @@ def _finished_block(ctx: Context, run_dir: Path, regime: str, steps: int, overri
     return run if K == len(run.config.seeds) else select_seeds(run, range(K))
 
 
-def unfaithful_reason(summary: dict, mse_seeds: list[float]) -> str:
+def unfaithful_reason(summary: dict, seeds: dict) -> str:
     """Why a trained model's extraction misses the mean fidelity criterion, read from the
-    extraction summary: heavy-tailed tasks (faithful on typical tasks) or a learned residue."""
+    extraction summary and the per-seed lists in `seeds` (fidelity_seeds, mse_seeds,
+    mse_algorithm_seeds): one seed's few tasks (faithful on typical tasks) or a learned
+    residue."""
     if summary["faithful_median"]:
-        worst = int(np.argmax(mse_seeds))
+        f = np.asarray(seeds["fidelity_seeds"], float)
+        layer = int(np.argmax(f.mean(axis=0) >= summary["mse"]))
+        k = int(np.argmax(f[:, layer]))
+        mse, alg = seeds["mse_seeds"][k], seeds["mse_algorithm_seeds"][k]
         return (f"faithful on typical tasks (median fidelity below the median MSE at every "
-                f"layer); the means are set by a few heavy-tailed tasks (large ||A||_2) on "
-                f"which model and algorithm both leave the converging range (seed position "
-                f"{worst}: test MSE {mse_seeds[worst]:.1e} against a median over seeds of "
-                f"{float(np.median(mse_seeds)):.1e})")
+                f"layer); the mean at layer {layer + 1} is set by seed position {k} (fidelity "
+                f"{f[k, layer]:.1e}; test MSE of the model {mse:.1e}, of its extracted "
+                f"algorithm {alg:.1e})"
+                + (": on a few tasks the extracted steps diverge where the model's do not"
+                   if alg > 100 * mse else ""))
     return ("not faithful at this budget: a patternless learned residue in the structured "
             "weight blocks (the residue table of the `fidelity` experiment, docs/demo.md)")
 
 
-DIVERGED = 100.0   # a seed whose test MSE exceeds this many times the median seed's diverged
-
-
-def mean_criterion(fidelity_seeds, mse_seeds) -> dict:
-    """The paper's criterion (mean fidelity per layer below the mean test MSE) over the seeds
-    whose test MSE stays within DIVERGED x the median seed's.  A model with fixed learned
-    steps can blow up on a rare heavy-tailed held-out task (||A||_2 beyond what it was
-    trained for); one such task makes its seed's mean MSE - and every mean over seeds - a
-    number of that one task, so those seeds are named and left out of the means."""
-    f, m = np.asarray(fidelity_seeds, float), np.asarray(mse_seeds, float)
-    keep = m <= DIVERGED * np.median(m)
-    return {"diverged": np.flatnonzero(~keep).tolist(), "kept": np.flatnonzero(keep).tolist(),
-            "seeds": int(keep.sum()),
-            "fidelity": f[keep].mean(axis=0).tolist(), "mse": float(m[keep].mean()),
-            "max_mse_diverged": float(m[~keep].max()) if (~keep).any() else None,
-            "faithful": bool(np.all(f[keep].mean(axis=0) < m[keep].mean()))}
-
-
-def mean_claim_text(mc: dict, total: int) -> str:
-    """'ours' for the mean criterion: the kept seeds' numbers and the diverged seeds."""
-    text = ("fidelity " + " ".join(f"{v:.1e}" for v in mc["fidelity"])
-            + f"; MSE {mc['mse']:.1e}")
-    if mc["diverged"]:
-        text += (f" (means over the {mc['seeds']} of {total} seeds that did not diverge; seed "
-                 f"positions {mc['diverged']} blow up on heavy-tailed held-out tasks, test MSE "
-                 f"up to {mc['max_mse_diverged']:.1e})")
+def criterion_text(summary: dict) -> str:
+    """'ours' for the mean criterion: fidelity per layer and MSE over the tasks inside the
+    calibrated range, the tasks left out, and the unfiltered means beside them."""
+    text = ("fidelity " + " ".join(f"{v:.1e}" for v in summary["fidelity"])
+            + f"; MSE {summary['mse']:.1e}")
+    out = summary["out_of_range"]
+    if any(out):
+        text += (f" (over the tasks inside the calibrated range: {min(out)}-{max(out)} of "
+                 f"{summary['tasks']} per seed outside; over all tasks: fidelity up to "
+                 f"{max(summary['fidelity_all_tasks']):.1e}, MSE "
+                 f"{summary['mse_all_tasks']:.1e})")
     return text

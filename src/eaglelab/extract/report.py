@@ -77,6 +77,8 @@ def fidelity_table(ex: Extraction) -> str:
     if "fidelity_paper" in s:
         rows.append(f"| fidelity, paper's form ({s['paper_form']}) | "
                     + " | ".join(f"{v:.2e}" for v in s["fidelity_paper"]) + " |")
+    rows.append(f"| fidelity, all {s['tasks']} tasks | "
+                + " | ".join(f"{v:.2e}" for v in s["fidelity_all_tasks"]) + " |")
     return "\n".join(rows)
 
 
@@ -221,10 +223,17 @@ def write_report(ex: Extraction, out: Path, title: str = "") -> Path:
     md = [f"# Extraction report: {tag}{' - ' + title if title else ''}", "",
           "## Discovered update rule", "", "```", update_rule(ex), "```", "",
           "## Fidelity (||Z_model - Z_alg||_F^2 / #entries, mean over seeds)", "",
+          f"Over the {s['tasks']} held-out tasks less those outside the calibrated range (the "
+          "model's ||A_l S_l||^2 above the calibration batch's maximum N_l, the scale the "
+          "steps eta_l / N_l are measured on, at some layer): "
+          f"{', '.join(map(str, s['out_of_range']))} task(s) per seed.  The last row and the "
+          "'all tasks' numbers below include them.", "",
           fidelity_table(ex), "",
           f"- model test MSE: {s['mse']:.3e}; extracted algorithm: {s['mse_algorithm']:.3e}; "
           f"canonical EAGLE: {s['mse_canonical']:.3e}; sparsified + quantised model: "
-          f"{s['mse_simplified']:.3e}; Nystrom answer: {s['nystrom_mse']:.3e}",
+          f"{s['mse_simplified']:.3e}; Nystrom answer: {s['nystrom_mse']:.3e}; model over all "
+          f"tasks: {s['mse_all_tasks']:.3e} (verdict there: "
+          f"{'faithful' if s['faithful_all_tasks'] else 'NOT faithful'})",
           f"- full-Z verdict (the paper's criterion): {'faithful' if s['faithful'] else 'NOT faithful'}"
           f" (every layer's fidelity {'below' if s['faithful'] else 'not below'} the model's own "
           f"test MSE)",

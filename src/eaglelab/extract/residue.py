@@ -104,19 +104,20 @@ def _with_residue(structured: LayerProducts, prods: LayerProducts, blocks, n: in
 @torch.no_grad()
 def residue_attribution(prods: LayerProducts, Z0: torch.Tensor, Z_model: list[torch.Tensor],
                         regime: str, d: int, n: int, *, r: int | None = None,
-                        partition=None) -> dict[str, list[float]]:
-    """Per-layer fidelity to the model (activations Z_model on prompts Z0) of: the structure
+                        partition=None, tasks=None) -> dict[str, list[float]]:
+    """Per-layer fidelity to the model (activations Z_model on prompts Z0, averaged over the
+    prompts of the boolean mask `tasks` when given) of: the structure
     alone ("structured", = the extracted algorithm), the structure with one block's learned
     residue restored (one entry per name in BLOCKS), with the query biases restored
     ("bias", estimation only), and with the residue of the structured blocks (W_QK
     top-left, W_VP top-left and bottom-right) restored together ("in_structure")."""
     base = structured_products(prods, regime, n, r=r, partition=partition)
-    out = {"structured": layer_fidelity(Z_model, products_forward(Z0, base, d))}
+    out = {"structured": layer_fidelity(Z_model, products_forward(Z0, base, d), tasks)}
     variants: dict[str, tuple[tuple[str, ...], bool]] = {b: ((b,), False) for b in BLOCKS}
     variants["in_structure"] = (("qk_tl", "vp_tl", "vp_br"), False)
     if prods.bias_qk is not None:
         variants["bias"] = ((), True)
     for name, (blocks, bias) in variants.items():
         Zs = products_forward(Z0, _with_residue(base, prods, blocks, n, bias), d)
-        out[name] = layer_fidelity(Z_model, Zs)
+        out[name] = layer_fidelity(Z_model, Zs, tasks)
     return out

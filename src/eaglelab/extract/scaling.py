@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 __all__ = ["head_scales", "head_steps", "layer_steps", "write_steps", "batch_max_norms",
-           "fit_constant", "learned_sketch", "value_map"]
+           "task_norms", "in_calibrated_range", "fit_constant", "learned_sketch", "value_map"]
 
 
 def head_scales(W_QK: np.ndarray, W_VP: np.ndarray, n: int, columns=None,
@@ -105,22 +105,42 @@ def write_steps(prods, n: int, partition) -> list[np.ndarray]:
     return out
 
 
-def batch_max_norms(Zs: list[torch.Tensor], d: int, n: int, partition=None,
-                    sketches=None) -> np.ndarray:
-    """N_l = max over the batch (and machines) of ||A_l S_l||_2^2 for the inputs of every
-    layer l = 0..L-1 (Zs: the activations [Z_0, ..., Z_L], each (B, T, W))."""
+def task_norms(Zs: list[torch.Tensor], d: int, n: int, partition=None,
+               sketches=None) -> np.ndarray:
+    """(L, B): ||A_l S_l||_2^2 of every task (the largest over machines) at the input of
+    every layer l = 0..L-1 (Zs: the activations [Z_0, ..., Z_L], each (B, T, W))."""
     out = []
     blocks = [np.arange(n)] if partition is None else partition
     for l, Z in enumerate(Zs[:-1]):
         A = Z[..., :d, :n].to(torch.float64)
-        best = 0.0
+        per_machine = []
         for J in blocks:
             Am = A[..., torch.as_tensor(J)]
             if sketches is not None and sketches[l] is not None:
                 Am = Am @ torch.as_tensor(sketches[l])
-            best = max(best, float(torch.linalg.matrix_norm(Am, ord=2).max()) ** 2)
-        out.append(best)
-    return np.asarray(out)
+            per_machine.append(torch.linalg.matrix_norm(Am, ord=2) ** 2)
+        out.append(torch.stack(per_machine).amax(dim=0).numpy())
+    return np.stack(out)
+
+
+def batch_max_norms(Zs: list[torch.Tensor], d: int, n: int, partition=None,
+                    sketches=None) -> np.ndarray:
+    """N_l = max over the batch (and machines) of ||A_l S_l||_2^2 for the inputs of every
+    layer l = 0..L-1 (Zs: the activations [Z_0, ..., Z_L], each (B, T, W))."""
+    return task_norms(Zs, d, n, partition, sketches).max(axis=1)
+
+
+def in_calibrated_range(Zs: list[torch.Tensor], norms: np.ndarray, d: int, n: int,
+                        partition=None, sketches=None) -> np.ndarray:
+    """(B,) bool: the tasks whose ||A_l S_l||_2^2 stays within N_l (`norms`, the calibration
+    batch's maxima) at the input of every layer along the trajectory `Zs`.
+
+    The extracted steps are eta_l / N_l: constants measured on tasks of at most that norm.
+    A task beyond it - a rare held-out task larger than every calibration task, or one on
+    which the run's own A_l grows - lies outside the range the constants describe, and a
+    fixed step can leave the stable interval there (a task with eta_l ||A_l S_l||^2 / N_l
+    above 2 diverges, in the model as in the algorithm)."""
+    return np.all(task_norms(Zs, d, n, partition, sketches) <= np.asarray(norms)[:, None], axis=0)
 
 
 def fit_constant(steps: np.ndarray, norms: np.ndarray) -> float:
