@@ -86,8 +86,24 @@ def test_bad_overrides_and_seeds_raise(tmp_path):
     with pytest.raises(ValueError, match="config key n: cannot read 'ten' as int"):
         cli_reproduce("estimation", quick=True, seeds=None, out=tmp_path,
                       overrides={"n": "ten"})
-    with pytest.raises(ValueError, match="name the experiment"):
-        cli_reproduce("all", quick=True, seeds=None, out=tmp_path, overrides={"n": "10"})
+    # `all` takes NAME.KEY for one experiment; a bad value fails before anything runs
+    with pytest.raises(ValueError, match="config key n: cannot read 'ten' as int"):
+        cli_reproduce("all", quick=True, seeds=None, out=tmp_path,
+                      overrides={"estimation.n": "ten"})
+    assert not (tmp_path / "REPORT.md").exists() and not list(tmp_path.glob("*/result.json"))
+
+
+def test_reproduce_all_overrides_go_to_the_experiments_that_have_the_field():
+    from eaglelab.experiments.base import split_overrides
+
+    names = ["estimation", "layers", "fidelity"]
+    got = split_overrides({"layers.noisy_steps": "10", "steps": "300", "n": "100"}, names)
+    assert got["layers"] == {"noisy_steps": "10", "steps": "300"}
+    assert got["fidelity"] == {"steps": "300"} and got["estimation"] == {"n": "100"}
+    with pytest.raises(ValueError, match="'fidelty' is not one of the experiments"):
+        split_overrides({"fidelty.steps": "3"}, names)
+    with pytest.raises(ValueError, match="no experiment being run has a config field 'nn'"):
+        split_overrides({"nn": "3"}, names)
 
 
 def test_cli_reproduce_writes_section_config_and_report(tmp_path):

@@ -22,7 +22,8 @@ def reproduce(
     threads: Annotated[int | None, typer.Option(help="BLAS threads (timings)")] = None,
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="KEY=VALUE: change one config field, e.g. --set steps=10000 "
-                      "(repeatable; see the experiment's Config)")] = None,
+                      "(repeatable; see the experiment's Config); with 'all', NAME.KEY=VALUE "
+                      "changes one experiment's field and KEY=VALUE every one that has it")] = None,
 ) -> None:
     """Run one experiment (figures, JSON, markdown section) or all of them (REPORT.md with our
     numbers beside the paper's and a verdict per claim)."""

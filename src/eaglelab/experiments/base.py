@@ -275,9 +275,11 @@ class _blas_threads:
 
 def reproduce_all(out: str | os.PathLike, quick: bool = False, names: Sequence[str] | None = None,
                   seeds: int | None = None, *, threads: int | None = None,
-                  progress: bool = True) -> Path:
+                  progress: bool = True, overrides: dict[str, Any] | None = None) -> Path:
     """Run the named experiments (default: every implemented one) and write REPORT.md.
 
+    overrides: config fields as for `run_experiment`, keyed "NAME.KEY" for one experiment
+    or "KEY" for every experiment whose config has that field (`split_overrides`).
     An experiment that raises is recorded in the report (with its traceback) and the
     others still run; afterwards RuntimeError names the failures.  Returns REPORT.md.
     """
@@ -286,13 +288,17 @@ def reproduce_all(out: str | os.PathLike, quick: bool = False, names: Sequence[s
     todo = list(names) if names is not None else available()
     for name in todo:
         _module(name)  # unknown or unimplemented names fail before anything runs
+    per_name = split_overrides(overrides or {}, todo, quick)
+    for name in todo:    # bad values fail before anything runs, too
+        _module(name).make_config(quick=quick, seeds=seeds, **per_name[name])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     failures: dict[str, str] = {}
     t0 = time.perf_counter()
     for name in todo:
         try:
-            run_experiment(name, out, quick=quick, seeds=seeds, threads=threads, progress=progress)
+            run_experiment(name, out, quick=quick, seeds=seeds, threads=threads, progress=progress,
+                           overrides=per_name[name])
         except Exception:  # noqa: BLE001 - recorded in the report, re-raised below
             failures[name] = traceback.format_exc()
     wall = time.perf_counter() - t0
@@ -301,6 +307,30 @@ def reproduce_all(out: str | os.PathLike, quick: bool = False, names: Sequence[s
         raise RuntimeError(f"experiments {sorted(failures)} failed; the report {report} has the "
                            "tracebacks")
     return report
+
+
+def split_overrides(overrides: dict[str, Any], names: Sequence[str],
+                    quick: bool = False) -> dict[str, dict[str, Any]]:
+    """Per experiment, the config fields `reproduce all` changes: "NAME.KEY" goes to NAME
+    alone, a bare "KEY" to every experiment in `names` whose config has it.  A name not
+    being run, or a bare key no such config has, raises ValueError."""
+    out: dict[str, dict[str, Any]] = {n: {} for n in names}
+    fields = {n: {f.name for f in dataclasses.fields(_module(n).make_config(quick=quick))}
+              for n in names}
+    for key, value in overrides.items():
+        name, dot, field = key.rpartition(".")
+        if dot:
+            if name not in out:
+                raise ValueError(f"--set {key}: {name!r} is not one of the experiments being "
+                                 f"run {list(names)}")
+            out[name][field] = value
+            continue
+        having = [n for n in names if key in fields[n]]
+        if not having:
+            raise ValueError(f"--set {key}: no experiment being run has a config field {key!r}")
+        for n in having:
+            out[n][key] = value
+    return out
 
 
 def write_report(out: str | os.PathLike, *, failures: dict[str, str] | None = None,
@@ -389,10 +419,8 @@ def cli_reproduce(name: str, quick: bool, seeds: int | None, out: Path, *,
     """
     out = Path(out)
     if name == "all":
-        if overrides:
-            raise ValueError("--set changes one experiment's config; name the experiment "
-                             "instead of 'all'")
-        return reproduce_all(out, quick=quick, seeds=seeds, threads=threads, progress=progress)
+        return reproduce_all(out, quick=quick, seeds=seeds, threads=threads, progress=progress,
+                             overrides=overrides)
     run_experiment(name, out, quick=quick, seeds=seeds, threads=threads, progress=progress,
                    overrides=overrides)
     write_report(out)
