@@ -415,6 +415,34 @@ def test_extraction_recovers_a_learned_value_map():
     s.algorithm.paper_form().to_schedule()       # the solver takes the paper's form
 
 
+def test_extraction_keeps_unequal_learned_sketch_eigenvalues():
+    """Compute-limited: a query block a1 S S^T with S not orthonormal (eigenvalues spread by
+    a factor 2, as learned blocks spread by tens of percent) is extracted exactly - the
+    weighted sketch keeps the eigenvalues; an orthonormal sketch (one eigenvalue, the
+    paper's form) does not compute the model."""
+    from eaglelab.extract.scaling import head_scales
+
+    cfg = ModelConfig(regime="compute-limited")
+    sA, sC = stable_steps("compute-limited")
+    rng = np.random.default_rng(8)
+    Q, _ = np.linalg.qr(rng.standard_normal((cfg.n, cfg.r)))
+    S = Q * np.sqrt(np.linspace(0.7, 1.4, cfg.r))
+    model = eagle_weights(cfg, sA, sC, sketch=S)
+    ex = extract(model, TASK, val_size=128, sketch_draws=10)
+    s = ex.seeds[0]
+    assert max(s.fidelity) < 1e-24 and max(s.fidelity_all_tasks) < 1e-24
+    prods = model_products(model.double(), 0)
+    h = head_scales(prods.W_QK[0][0], prods.W_VP[0][0], cfg.n, rank=cfg.r)
+    np.testing.assert_allclose(h["a1"] * h["S"] @ h["S"].T, prods.W_QK[0][0][:cfg.n, :cfg.n],
+                               atol=1e-12)
+    np.testing.assert_allclose(h["basis"].T @ h["basis"], np.eye(cfg.r), atol=1e-12)
+    # the paper's form orthonormalises the sketch (same span) and departs from the model
+    Sp = s.algorithm.paper_form().sketches[0]
+    np.testing.assert_allclose(Sp.T @ Sp, np.eye(cfg.r), atol=1e-12)
+    np.testing.assert_allclose(Sp @ Sp.T, Q @ Q.T, atol=1e-10)
+    assert min(ex.summary()["fidelity_paper"]) > 1e-10
+
+
 def test_value_map_rejects_a_rank_above_r():
     cfg = ModelConfig(regime="compute-limited")
     with pytest.raises(ValueError, match="rank <= r"):

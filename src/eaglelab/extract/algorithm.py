@@ -5,9 +5,11 @@ s_C[l] = gamma_l / N_l, where N_l is the calibration norm (the batch-max ||A_l||
 training distribution at that layer - the model learned fixed steps, not per-problem rho):
 
 - unconstrained / estimation: S = I;
-- compute-limited: a learned sketch S_l (n x r, orthonormal columns) on the query side; the
-  value side reads A R_l with `value_maps` R_l (n x n, rank r) as learned, which trained
-  models do NOT align with S_l S_l^T (the paper's form, `paper_form()`, puts S_l S_l^T there);
+- compute-limited: a learned sketch S_l (n x r) on the query side - the learned eigenvectors
+  scaled so that its Gram keeps the learned eigenvalues (`extract.scaling.weighted_sketch`;
+  orthonormal when they are equal); the value side reads A R_l with `value_maps` R_l (n x n,
+  rank r) as learned, which trained models do NOT align with S_l S_l^T (the paper's form,
+  `paper_form()`, puts an orthonormal S_l S_l^T on both sides);
 - distributed: every machine mu updates its own (A^mu, B^mu) and the shared (C, D) with S = I
   on its columns, then C, D are averaged over machines.  `writes` (per layer an M x M array
   of eta^{mu,nu}) generalises the local update: head mu also moves machine nu's columns,
@@ -86,13 +88,16 @@ class ExtractedAlgorithm:
 
     def paper_form(self) -> ExtractedAlgorithm:
         """The same steps in the paper's form: every cross-machine write dropped (local
-        update) and on the value side the least-squares fit of the learned map R_l by a
-        multiple of S_l S_l^T, i.e. eta_l scaled by tr(S_l^T R_l S_l) / r."""
-        eta = self.eta
+        update), the sketch orthonormalised (one eigenvalue: S_l S_l^T a projector) and on
+        the value side the least-squares fit of the learned map R_l by a multiple of
+        S_l S_l^T, i.e. eta_l scaled by tr(S_l^T R_l S_l) / r."""
+        eta, sketches = self.eta, self.sketches
+        if sketches is not None:
+            sketches = [None if S is None else np.linalg.qr(S)[0] for S in sketches]
         if self.value_maps is not None:
             eta = [e * float(np.trace(S.T @ R @ S)) / S.shape[1]
-                   for e, S, R in zip(self.eta, self.sketches, self.value_maps, strict=True)]
-        return replace(self, eta=eta, writes=None, value_maps=None)
+                   for e, S, R in zip(self.eta, sketches, self.value_maps, strict=True)]
+        return replace(self, eta=eta, sketches=sketches, writes=None, value_maps=None)
 
     def run(self, Z0: torch.Tensor, adaptive: bool = False) -> list[torch.Tensor]:
         """[Z_0, ..., Z_L] on prompts Z0 (B, T, W) in the model's convention (float64)."""

@@ -190,7 +190,8 @@ def _cross_ratio(W: np.ndarray) -> float:
 def _alignment(R: np.ndarray, S: np.ndarray) -> float:
     """||S S^T R S S^T||_F / ||R||_F: 1 when R lives on span S (as S S^T does), ~r/n for a
     random rank-r map."""
-    P = S @ S.T
+    Q = np.linalg.qr(S)[0]            # the sketch's span (S need not be orthonormal)
+    P = Q @ Q.T
     return float(np.linalg.norm(P @ R @ P) / np.linalg.norm(R))
 
 

@@ -10,12 +10,15 @@ n_mu for a machine's head): a1 and a2 are the least-squares fits of P and Q to m
 the identity (of S S^T), so s_A = -a1 a2 and s_C = -a1 a3 exactly for P = a1 I, Q = a2 I,
 c = a3, and likewise for P = a1 S S^T, Q = a2 S S^T.
 
-Compute-limited heads learn their value block Q as a rank-r map of its own, not a multiple of
-the query sketch's S S^T (measured: a third to three quarters of ||Q|| lies in span S).  There
-`value_map` reads Q = a2 R with R the rank-r truncation of Q scaled to ||R||_F = sqrt(r) (the
-norm of S S^T) and a2 = sign(tr(S^T Q S)) ||Q_r||_F / sqrt(r), which equals tr(Q) / r when
-Q = a2 S S^T; the extracted update is A <- A - s_A (A S)(A S)^T A R.  `head_scales` is
-this reading of one head, shared by the steps, the extracted algorithm and `extract.residue`.
+Compute-limited heads: the query sketch S is the top-left W_QK block's rank-r eigenspace
+with its eigenvalues kept (`weighted_sketch`: a1 S S^T is the block's rank-r part, so S is
+not orthonormal when the learned eigenvalues differ; a1 = tr(P) / r as above).  They learn
+their value block Q as a rank-r map of its own, not a multiple of the query sketch's S S^T
+(measured: a third to three quarters of ||Q|| lies in span S).  There `value_map` reads
+Q = a2 R with R the rank-r truncation of Q scaled to ||R||_F = sqrt(r) (the norm of S S^T)
+and a2 = sign(tr(S^T Q S)) ||Q_r||_F / sqrt(r), which equals tr(Q) / r when Q = a2 S S^T;
+the extracted update is A <- A - s_A (A S)(A S)^T A R.  `head_scales` is this reading of
+one head, shared by the steps, the extracted algorithm and `extract.residue`.
 
 Fitting a1 and a2 separately (as the paper's quantisation does) keeps the noise of the two
 blocks from correlating into the step, which tr(P Q) would not.  A machine's head writes its
@@ -32,7 +35,8 @@ import numpy as np
 import torch
 
 __all__ = ["head_scales", "head_steps", "layer_steps", "write_steps", "batch_max_norms",
-           "task_norms", "in_calibrated_range", "fit_constant", "learned_sketch", "value_map"]
+           "task_norms", "in_calibrated_range", "fit_constant", "learned_sketch",
+           "weighted_sketch", "value_map"]
 
 
 def head_scales(W_QK: np.ndarray, W_VP: np.ndarray, n: int, columns=None,
@@ -45,7 +49,8 @@ def head_scales(W_QK: np.ndarray, W_VP: np.ndarray, n: int, columns=None,
            "a2": float(np.trace(W_VP[np.ix_(J, J)])) / r,
            "c": float(np.mean(np.diag(W_VP[n:, n:])))}
     if rank is not None:
-        out["S"] = learned_sketch(W_QK, n, rank)
+        out["basis"] = learned_sketch(W_QK, n, rank)
+        out["S"] = weighted_sketch(W_QK, n, out["basis"], out["a1"])
         out["a2"], out["R"] = value_map(W_VP, n, rank, out["S"])
     return out
 
@@ -157,6 +162,21 @@ def learned_sketch(W_QK: np.ndarray, n: int, r: int) -> np.ndarray:
     w, V = np.linalg.eigh(P)
     order = np.argsort(-np.abs(w))[:r]
     return V[:, order]
+
+
+def weighted_sketch(W_QK: np.ndarray, n: int, basis: np.ndarray, a1: float) -> np.ndarray:
+    """The query sketch S with a1 S S^T = the rank-r part of the top-left W_QK block: the
+    learned eigenvectors `basis` scaled by sqrt(w_i / a1), w_i their eigenvalues.  Learned
+    eigenvalues are close but not equal (a spread of a few to tens of percent); reading them
+    as one a1 (an orthonormal S) over-steps the directions with the smaller ones, and on a
+    task near the edge of the calibrated range that was measured to make the extracted
+    iteration diverge where the model does not.  An eigenvalue of the other sign than a1
+    (not seen in trained models) is clipped to a zero column."""
+    if a1 == 0.0:
+        return basis
+    P = W_QK[:n, :n]
+    w = np.einsum("ir,ij,jr->r", basis, 0.5 * (P + P.T), basis)
+    return basis * np.sqrt(np.clip(w / a1, 0.0, None))
 
 
 def value_map(W_VP: np.ndarray, n: int, r: int, S: np.ndarray) -> tuple[float, np.ndarray]:
