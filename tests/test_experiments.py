@@ -104,6 +104,9 @@ def test_reproduce_all_overrides_go_to_the_experiments_that_have_the_field():
         split_overrides({"fidelty.steps": "3"}, names)
     with pytest.raises(ValueError, match="no experiment being run has a config field 'nn'"):
         split_overrides({"nn": "3"}, names)
+    with pytest.raises(ValueError, match="use --seeds"):
+        cli_reproduce("all", quick=True, seeds=None, out=Path("unused"),
+                      overrides={"layers.seeds": "3"})
 
 
 def test_cli_reproduce_writes_section_config_and_report(tmp_path):

@@ -131,10 +131,16 @@ def test_a_diverging_task_is_left_out_of_the_fidelity_but_reported():
     assert not inside[0] and inside.sum() >= 60
     assert prediction_mse(Zm[-1], D, TASK.d, TASK.n) > 1e3 * prediction_mse(
         Zm[-1], D, TASK.d, TASK.n, inside)
-    noisy = [z + 1e-3 for z in Zm]
-    assert layer_fidelity(Zm, noisy, inside) == pytest.approx([1e-6] * 4, rel=1e-9)
+    # an algorithm off by 1e-3 everywhere and far off on the excluded task
+    off = [z + 1e-3 for z in Zm]
+    for z in off[1:]:
+        z[0] += 10.0
+    assert layer_fidelity(Zm, off, inside) == pytest.approx([1e-6] * 4, rel=1e-9)
+    assert min(layer_fidelity(Zm, off)) > 1.0
     with pytest.raises(ValueError, match="task mask"):
-        layer_fidelity(Zm, noisy, inside[:10])
+        layer_fidelity(Zm, off, inside[:10])
+    with pytest.raises(ValueError, match="boolean mask"):
+        layer_fidelity(Zm, off, np.flatnonzero(inside))
 
 
 def test_extracted_schedule_matches_the_solver():
@@ -441,6 +447,21 @@ def test_extraction_keeps_unequal_learned_sketch_eigenvalues():
     np.testing.assert_allclose(Sp.T @ Sp, np.eye(cfg.r), atol=1e-12)
     np.testing.assert_allclose(Sp @ Sp.T, Q @ Q.T, atol=1e-10)
     assert min(ex.summary()["fidelity_paper"]) > 1e-10
+
+
+def test_weighted_sketch_falls_back_to_the_basis_without_a_real_square_root():
+    from eaglelab.extract.scaling import weighted_sketch
+
+    rng = np.random.default_rng(4)
+    Q, _ = np.linalg.qr(rng.standard_normal((8, 3)))
+    W = np.zeros((10, 10))
+    W[:8, :8] = Q @ np.diag([1.0, 2.0, -0.5]) @ Q.T      # one eigenvalue of the other sign
+    a1 = np.trace(W[:8, :8]) / 3
+    assert np.array_equal(weighted_sketch(W, 8, Q, a1), Q)
+    assert np.array_equal(weighted_sketch(W, 8, Q, 0.0), Q)
+    W[:8, :8] = Q @ np.diag([1.0, 2.0, 0.5]) @ Q.T
+    S = weighted_sketch(W, 8, Q, np.trace(W[:8, :8]) / 3)
+    np.testing.assert_allclose(np.trace(W[:8, :8]) / 3 * S @ S.T, W[:8, :8], atol=1e-12)
 
 
 def test_value_map_rejects_a_rank_above_r():

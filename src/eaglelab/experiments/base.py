@@ -194,6 +194,7 @@ def run_experiment(name: str, out_dir: str | os.PathLike, quick: bool = False,
     progress : show rich progress bars on stderr.
     """
     module = _module(name)
+    _check_override_keys(overrides or {})
     if seeds is not None and (not isinstance(seeds, (int, np.integer)) or seeds < 1):
         raise ValueError(f"seeds must be a positive integer (number of seeds), got {seeds!r}")
     cfg = module.make_config(quick=quick, seeds=seeds, **(overrides or {}))
@@ -288,6 +289,7 @@ def reproduce_all(out: str | os.PathLike, quick: bool = False, names: Sequence[s
     todo = list(names) if names is not None else available()
     for name in todo:
         _module(name)  # unknown or unimplemented names fail before anything runs
+    _check_override_keys(overrides or {})
     per_name = split_overrides(overrides or {}, todo, quick)
     for name in todo:    # bad values fail before anything runs, too
         _module(name).make_config(quick=quick, seeds=seeds, **per_name[name])
@@ -307,6 +309,13 @@ def reproduce_all(out: str | os.PathLike, quick: bool = False, names: Sequence[s
         raise RuntimeError(f"experiments {sorted(failures)} failed; the report {report} has the "
                            "tracebacks")
     return report
+
+
+def _check_override_keys(overrides: dict[str, Any]) -> None:
+    """Seeds have their own option; a config field of that name would be set twice."""
+    for key in overrides:
+        if key.rpartition(".")[2] in ("seeds", "quick"):
+            raise ValueError(f"--set {key}: use --seeds K / --quick, not a config override")
 
 
 def split_overrides(overrides: dict[str, Any], names: Sequence[str],

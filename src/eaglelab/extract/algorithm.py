@@ -1,7 +1,7 @@
 """The extracted algorithm: EAGLE with per-layer steps, sketches and machine layout.
 
 Layer l applies UPDATE (brief section 4) with absolute steps s_A[l] = eta_l / N_l and
-s_C[l] = gamma_l / N_l, where N_l is the calibration norm (the batch-max ||A_l||_2^2 on the
+s_C[l] = gamma_l / N_l, where N_l is the calibration norm (the batch-max ||A_l S_l||_2^2 on the
 training distribution at that layer - the model learned fixed steps, not per-problem rho):
 
 - unconstrained / estimation: S = I;
@@ -46,7 +46,7 @@ class ExtractedAlgorithm:
     d: int
     eta: list[float]            # eta_l relative to the calibration norm
     gamma: list[float]
-    norms: list[float]          # N_l: batch-max ||A_l||_2^2 at layer l (calibration)
+    norms: list[float]          # N_l: batch-max ||A_l S_l||_2^2 at layer l (calibration)
     sketches: list[np.ndarray | None] | None = None
     partition: list[np.ndarray] | None = None
     writes: list[np.ndarray] | None = None   # distributed: eta^{mu,nu} per layer (M x M)

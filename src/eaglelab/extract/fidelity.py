@@ -35,7 +35,10 @@ def _mask(tasks: np.ndarray | None, Z: torch.Tensor) -> torch.Tensor | slice:
     gives NaN measures: nothing to average)."""
     if tasks is None:
         return slice(None)
-    keep = torch.as_tensor(np.asarray(tasks, dtype=bool))
+    mask = np.asarray(tasks)
+    if mask.dtype != bool:
+        raise ValueError(f"tasks must be a boolean mask over the prompts, got dtype {mask.dtype}")
+    keep = torch.as_tensor(mask)
     if keep.shape != Z.shape[:1]:
         raise ValueError(f"task mask of shape {tuple(keep.shape)} for a batch of "
                          f"{Z.shape[0]} prompts")

@@ -19,6 +19,7 @@ tasks listed.
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -260,6 +261,12 @@ def extract(model, task, *, val_size: int = 1024, seed: int = HELD_OUT_SEED,
                                    value_maps=values)
         Za, Zcanon = alg.run(Z0), canon.run(Z0)
         inside = in_calibrated_range(Zm, norms, c.d, c.n, partition, sketches)
+        if inside.mean() < 0.5:
+            warnings.warn(f"seed {one.seeds[0]}: only {int(inside.sum())} of {len(inside)} "
+                          "held-out tasks stay inside the calibrated range (the model's A_l "
+                          "grows past the calibration batch's norms on the others: a diverging "
+                          "or barely trained model); its measures are over those tasks",
+                          stacklevel=2)
         paper = None
         if writes is not None or values is not None:
             Zp = alg.paper_form().run(Z0)

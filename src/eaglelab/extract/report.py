@@ -35,7 +35,8 @@ def update_rule(ex: Extraction) -> str:
         f"{s['gamma_inner']:.3f} +- {s['gamma_inner_std']:.3f}; eta is always fitted so",
     ]
     if sk:
-        lines.insert(1, "S_l: the learned n x r sketch of layer l (orthonormal columns)")
+        lines.insert(1, "S_l: the learned n x r sketch of layer l (the learned eigenvectors, "
+                        "scaled so that S_l S_l^T keeps the learned eigenvalues)")
         align = s.get("value_alignment")
         if align is not None:
             lines[2:4] = [
@@ -218,7 +219,10 @@ def write_report(ex: Extraction, out: Path, title: str = "") -> Path:
     if tag == "compute-limited":
         figs["sketch"] = out / f"sketch_{tag}.png"
         _save(sketch_figure(ex), figs["sketch"])
-    (out / f"extraction_{tag}.json").write_text(json.dumps(ex.to_dict(), indent=1, default=float))
+    # all-task numbers of a diverged task can be inf: to_jsonable writes them as null
+    from eaglelab.experiments.base import to_jsonable
+
+    (out / f"extraction_{tag}.json").write_text(json.dumps(to_jsonable(ex.to_dict()), indent=1))
     s = ex.summary()
     md = [f"# Extraction report: {tag}{' - ' + title if title else ''}", "",
           "## Discovered update rule", "", "```", update_rule(ex), "```", "",

@@ -42,7 +42,8 @@ __all__ = ["head_scales", "head_steps", "layer_steps", "write_steps", "batch_max
 def head_scales(W_QK: np.ndarray, W_VP: np.ndarray, n: int, columns=None,
                 rank: int | None = None) -> dict:
     """A head's structured reading: a1, a2 (top-left blocks on its columns, or with `rank`
-    the query sketch S and value map R), c (the shared columns' diagonal)."""
+    the query sketch S (`weighted_sketch`), its orthonormal `basis` and the value map R),
+    c (the shared columns' diagonal)."""
     J = np.arange(n) if columns is None else np.asarray(columns)
     r = len(J) if rank is None else rank
     out = {"a1": float(np.trace(W_QK[np.ix_(J, J)])) / r,
@@ -51,7 +52,7 @@ def head_scales(W_QK: np.ndarray, W_VP: np.ndarray, n: int, columns=None,
     if rank is not None:
         out["basis"] = learned_sketch(W_QK, n, rank)
         out["S"] = weighted_sketch(W_QK, n, out["basis"], out["a1"])
-        out["a2"], out["R"] = value_map(W_VP, n, rank, out["S"])
+        out["a2"], out["R"] = value_map(W_VP, n, rank, out["basis"])
     return out
 
 
@@ -170,18 +171,22 @@ def weighted_sketch(W_QK: np.ndarray, n: int, basis: np.ndarray, a1: float) -> n
     eigenvalues are close but not equal (a spread of a few to tens of percent); reading them
     as one a1 (an orthonormal S) over-steps the directions with the smaller ones, and on a
     task near the edge of the calibrated range that was measured to make the extracted
-    iteration diverge where the model does not.  An eigenvalue of the other sign than a1
-    (not seen in trained models) is clipped to a zero column."""
+    iteration diverge where the model does not.  If an eigenvalue is zero or of the other
+    sign than a1 (not seen in trained models) no such S exists, and the orthonormal basis
+    (one eigenvalue a1) is returned."""
     if a1 == 0.0:
         return basis
     P = W_QK[:n, :n]
-    w = np.einsum("ir,ij,jr->r", basis, 0.5 * (P + P.T), basis)
-    return basis * np.sqrt(np.clip(w / a1, 0.0, None))
+    ratio = np.einsum("ir,ij,jr->r", basis, 0.5 * (P + P.T), basis) / a1
+    if np.any(ratio <= 0.0):
+        return basis
+    return basis * np.sqrt(ratio)
 
 
 def value_map(W_VP: np.ndarray, n: int, r: int, S: np.ndarray) -> tuple[float, np.ndarray]:
     """(a2, R): the top-left value block read as a2 R, R of rank r with ||R||_F = sqrt(r),
-    signed so that R agrees with the query sketch S S^T on span S (tr(S^T R S) >= 0)."""
+    signed so that R agrees with the query sketch's projector S S^T on span S
+    (tr(S^T R S) >= 0; S: the sketch's orthonormal basis)."""
     Q = W_VP[:n, :n]
     U, sv, Vt = np.linalg.svd(Q)
     Qr = (U[:, :r] * sv[:r]) @ Vt[:r]
