@@ -5,8 +5,9 @@ paper's recipe for 10,000 steps and one seed (the demo's budget) and extracted. 
 are what we measured to hold at this budget (docs/demo.md, docs/reproduction/fidelity):
 the unconstrained extraction is faithful by the paper's criterion; the compute-limited model
 learns a rank-r sketch indistinguishable from a random S S^T and a value map of its own, and
-the extraction that reads that map is faithful on typical tasks (medians over tasks) and
-closer to the model than the paper's form (S S^T on the value side); the distributed model
+the extraction that reads that map (with the sketch's learned eigenvalues) is faithful by the
+paper's criterion too (measured: 8.9e-5 .. 1.6e-4 against a test MSE of 1.5e-2) and closer
+to the model than the paper's form (S S^T on the value side); the distributed model
 writes every machine's columns, and reading those writes is closer to the model than the
 paper's local update and within 2x of the model's error.
 """
@@ -40,6 +41,7 @@ def test_trained_model_extraction(regime, tmp_path):
         seed = ex.seeds[0]
         assert all(rk == [5] for rk in seed.ranks), seed.ranks
         assert np.mean([layer["p_entries"] > 0.05 for layer in seed.sketch]) >= 0.5
+        assert s["faithful"], (s["fidelity"], s["mse"])
         assert s["faithful_median"], (s["fidelity_median"], s["mse_median"])
         assert np.all(np.asarray(s["fidelity_median"])
                       <= np.asarray(s["fidelity_paper_median"]))
