@@ -134,8 +134,11 @@ def test_centralized_log_kappa_and_cg_gap(out_dir):
     slope = d["eagle_slope_per_decade"]
     assert 0 < slope < 10, slope  # log(kappa): a few iterations per decade of kappa
     assert abs(slope - d["bound_slope_per_decade"]) < 3
-    ratios = d["cg_over_eagle_ratio"]
-    assert ratios[-1] > 10 and ratios[-1] > ratios[0]
+    ratios = d["cg_over_eagle_ratio"]     # None where CG missed the target: no ratio
+    assert ratios[0] is not None
+    assert ratios[-1] is None or (ratios[-1] > 10 and ratios[-1] > ratios[0])
+    grows = [c for c in r["claims"] if c["claim"].startswith("CG's iteration count grows")]
+    assert grows[0]["verdict"] == "agrees", grows
     comp = r["data"]["comparison"]
     assert comp["rank_deficient"]["summary"]["eagle"]["fraction_reached"] == 1.0
     assert comp["full_rank"]["summary"]["eagle"]["fraction_reached"] == 1.0
@@ -171,7 +174,14 @@ def test_ablations_distributions_steps_and_noise(out_dir):
     assert joint[1.0]["median_iterations"] <= min(
         row["median_iterations"] for row in joint.values() if row["median_iterations"])
     for row in r["step_sizes"]["ratio"]:
-        assert row["worst_best_error"] <= 1e-8, row
+        if row["factor"] >= 0.4:
+            assert row["worst_best_error"] <= 1e-8, row
+        else:
+            # ratio 0.2 (eta = 0.75, gamma = 0.45) converges slowly and the error it reaches in
+            # 200 iterations depends on the BLAS kernel's rounding: measured on seed 2002,
+            # 2.1e-13 with OpenBLAS's Haswell kernel and 7.2e-8 with its SkylakeX kernel on
+            # the same AMD EPYC.  What holds on every kernel: no divergence, close to solved
+            assert row["fraction_diverged"] == 0.0 and row["worst_best_error"] <= 1e-6, row
     n = r["noise"]
     assert n["median_eagle_final_error"] > 1.5 * n["median_eagle_best_error"]  # falls, then rises
     assert n["median_eagle_best_iteration"] < 15
@@ -243,8 +253,10 @@ def test_report_has_every_claim_beside_the_paper(out_dir):
     for name, res in results.items():
         assert res["claims"], name
         for c in res["claims"]:
-            assert c["verdict"] in ("agrees", "differs")
+            assert c["verdict"] in ("agrees", "differs", "not tested")
             assert c["ours"] is not None and c["reason"]
+            if c["verdict"] == "not tested":       # said why, never a ratio it did not measure
+                assert "did not reach" in str(c["ours"]) or "no ratio" in str(c["ours"]), c
         assert f"## `{name}`" in report
         for fig in res["figures"]:
             assert f"({name}/{fig})" in report
@@ -294,7 +306,7 @@ def test_fidelity_quick_extraction_tracks_the_model_in_every_regime(out_dir):
     for regime, d in data["regimes"].items():
         s = d["summary"]
         assert max(s["fidelity"]) < s["mse"], (regime, s["fidelity"], s["mse"])
-        # the tasks outside the calibrated range are listed per seed, and they are few
+        # the tasks whose input norm is out of range are listed per seed, and they are few
         assert s["out_of_range"] == [len(o) for o in d["out_of_range"]]
         assert sum(s["out_of_range"]) <= 0.05 * s["tasks"] * len(s["out_of_range"])
         sweep = d["sweep"]
@@ -307,7 +319,9 @@ def test_fidelity_quick_extraction_tracks_the_model_in_every_regime(out_dir):
                                           strict=False))
         t = d["training"]
         assert len(t["loss"]) >= 3 and t["eval_step"][-1] == 400
-        assert np.median(t["loss"][-1]) < np.median(t["loss"][0]), regime
+        # interval medians: the means carry the spikes the paper's recipe applies
+        assert np.median(t["loss_median"][-1]) < np.median(t["loss_median"][0]), regime
+        assert len(t["spikes_total"]) == 1 and t["spike_guard"] is False
         assert s["mse"] < t["zero_mse"] / 3, regime      # learned to solve: far below predict-0
         p = data["pruning"][regime]
         assert p["heads"] >= 2 and max(p["fidelity"]) < p["mse"], (regime, p)
@@ -319,12 +333,16 @@ def test_fidelity_quick_extraction_tracks_the_model_in_every_regime(out_dir):
         assert ft["median"] < t["zero_mse"] / 3, (regime, ft)
         assert max(ft["fidelity"]) < ft["mean"], (regime, ft)
         # compared on the training evaluation set at the same step (400 in quick mode)
-        assert None not in (ft["eval_median"], ft["eval_median_multihead"],
-                            ft["eval_median_scratch"]), ft
+        assert None not in (ft["eval_median"], ft["eval_median_multihead"]), ft
+        # the negative control: the untrained model is never called faithful
+        assert not data["controls"][regime]["faithful"], data["controls"][regime]
     dist = data["regimes"]["distributed"]["summary"]
-    assert len(dist["cross_write"]) == 4 and len(dist["fidelity_paper"]) == 4
+    # a local model: the extracted algorithm is the paper's local update, no second form
+    assert len(dist["cross_write"]) == 4 and "fidelity_paper" not in dist
     verdicts = {c["claim"]: c["verdict"] for c in res["claims"]}
     assert len(verdicts) >= 15
+    controls = [v for k, v in verdicts.items() if "negative control" in k]
+    assert controls == ["agrees"] * 3
 
 
 # ------------------------------------------------------------------------------ distributed

@@ -56,8 +56,8 @@ def _rel(a, b) -> float:
 def test_public_api_is_pinned():
     assert sorted(models.__all__) == sorted([
         "REGIMES", "DistributedLayout", "LinearTransformer", "MachineBlocks", "ModelConfig",
-        "eagle_weights", "param_shapes", "read_out", "reference_layers",
-        "reference_prediction"])
+        "PruneResult", "eagle_weights", "param_shapes", "prune_heads", "read_out",
+        "reference_layers", "reference_prediction"])
 
 
 @pytest.mark.parametrize("regime", REGIMES)
@@ -255,16 +255,65 @@ def test_layout_conversions_both_ways():
     back = lay.to_machines(lay.from_machines(mb), 18)
     assert all(np.array_equal(a, b) for a, b in zip(back.A, mb.A, strict=True))
     assert np.array_equal(back.C, mb.C) and np.array_equal(back.D, mb.D)
-    # weights: compact <-> full
-    compact = torch.randn(4, 6, 6, dtype=F64)          # 2 heads per machine would be 6
-    compact = torch.randn(6, 6, 5, dtype=F64)          # H = 6 heads (2 per machine), k = 5
-    full = lay.embed_qk(compact, heads_per_machine=2)
+    # weights: compact <-> full (a head reads its machine's columns and the shared ones)
+    compact = torch.randn(6, 8, 5, dtype=F64)          # H = 6 heads (2 per machine), k = 5
+    full = lay.embed_local(compact, heads_per_machine=2)
     assert full.shape == (6, 20, 5)
-    assert torch.equal(full[3, 6:12], compact[3]) and not full[3, :6].any()
-    assert torch.equal(lay.restrict_qk(full, 2), compact)
+    assert torch.equal(full[3, 6:12], compact[3, :6]) and torch.equal(full[3, 18:], compact[3, 6:])
+    assert not full[3, :6].any() and not full[3, 12:18].any()
+    assert torch.equal(lay.restrict_local(full, 2), compact)
     full[0, 7] = 1.0
-    with pytest.raises(ValueError, match="local attention"):
-        lay.restrict_qk(full, 2)
+    with pytest.raises(ValueError, match="local reads"):
+        lay.restrict_local(full, 2)
+
+
+def _head_update(m: LinearTransformer, Z0: torch.Tensor, layer_head: tuple[int, int]):
+    """The update Z_1 - Z_0 of one head alone (all others masked) on the first layer."""
+    one = m.seed_slice(0)
+    with torch.no_grad():
+        one.head_mask.zero_()
+        one.head_mask[0, layer_head[0], layer_head[1]] = 1.0
+        Z = one.layer_outputs(Z0)
+    return (Z[1] - Z[0])[0]
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_distributed_head_reads_only_its_machine(heads):
+    """Locality: with random float64 weights, a head's output does not change when another
+    machine's columns change (query, key AND value are local), while it does change with
+    its own columns and with the shared ones."""
+    m = _random_model("distributed", heads, K=1)
+    lay = DistributedLayout(18, 2, 3)
+    Z0 = prompt(_batch(3), 18, 18)
+    for mu in range(3):
+        h = mu * heads
+        base = _head_update(m, Z0, (0, h))
+        assert base.abs().max() > 1e-3
+        for nu in range(3):
+            Zp = Z0.clone()
+            Zp[..., lay.columns(nu)] += torch.randn(Zp[..., lay.columns(nu)].shape, dtype=F64,
+                                                     generator=torch.Generator().manual_seed(nu))
+            change = (_head_update(m, Zp, (0, h)) - base).abs().max()
+            if nu == mu:
+                assert change > 1e-3
+            else:     # (Z_0 + u) - Z_0 rounds differently when Z_0 changes: 1e-13 allows it
+                assert change < 1e-13 * base.abs().max(), (mu, nu, float(change))
+        Zs = Z0.clone()
+        Zs[:, :18, 18:] += 1.0                                   # the shared C columns
+        assert (_head_update(m, Zs, (0, h)) - base).abs().max() > 1e-3
+
+
+def test_distributed_read_factors_are_embedded_on_local_columns():
+    m = _random_model("distributed", 2, K=1)
+    p = m.full_factors()
+    lay = DistributedLayout(18, 2, 3)
+    for name in ("wq", "wk", "wv"):
+        for h in range(6):
+            off = np.setdiff1d(np.arange(20), lay.local_columns(h // 2))
+            assert not p[name][0, :, h][:, off].any(), (name, h)
+    W_VP = m.products()["W_VP"][0, 0, 0].numpy()
+    assert np.abs(W_VP[6:18]).max() == 0.0                  # rows = reads: machine 0 only
+    assert np.abs(W_VP[:6, 6:18]).max() > 0                  # columns = writes: anywhere
 
 
 @pytest.mark.parametrize("regime", REGIMES)

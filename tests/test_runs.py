@@ -132,25 +132,34 @@ def test_training_seconds_sum_the_resumed_segments(tmp_path):
     assert training_seconds(tmp_path) == pytest.approx(2.0 + 6.0 + 7.0)
 
 
-def test_unfaithful_reason_names_the_seed_or_the_residue():
+def test_unfaithful_reason_names_the_failing_criterion():
     from eaglelab.experiments._training import unfaithful_reason
 
     seeds = {"fidelity_seeds": [[1e-4, 2e-4], [1e-4, 30.0], [1e-4, 3e-4]],
              "mse_seeds": [0.01, 0.02, 0.015], "mse_algorithm_seeds": [0.01, 8e4, 0.015]}
-    why = unfaithful_reason({"faithful_median": True, "mse": 0.015}, seeds)
+    base = {"faithful_median": True, "mse": 0.015, "learned": True, "zero_mse": 0.1,
+            "fidelity_bound": 6e-4}
+    why = unfaithful_reason(base, seeds)
+    assert "above the paper's bound 6e-04 at layer(s) 2" in why
+    assert "not below the model's own test MSE at layer(s) 2" in why
     assert "layer 2 is set by seed position 1 (fidelity 3.0e+01" in why
-    assert "diverge where the model's do not" in why
-    seeds["mse_algorithm_seeds"][1] = 0.03        # no divergence of the algorithm: no such text
-    assert "diverge" not in unfaithful_reason({"faithful_median": True, "mse": 0.015}, seeds)
-    assert "residue" in unfaithful_reason({"faithful_median": False, "mse": 0.015}, seeds)
+    assert "seed position" not in unfaithful_reason({**base, "faithful_median": False}, seeds)
+    assert "not learned" in unfaithful_reason({**base, "learned": False}, seeds)
+    # below the model's error but above the paper's bound: only the bound is named
+    seeds["fidelity_seeds"] = [[1e-4, 2e-3]] * 3
+    why = unfaithful_reason(base, seeds)
+    assert "above the paper's bound" in why and "not below" not in why
 
 
-def test_criterion_text_reports_the_tasks_outside_the_range():
+def test_criterion_text_reports_the_bound_seeds_and_the_tasks_outside_the_range():
     from eaglelab.experiments._training import criterion_text
 
     s = {"fidelity": [1e-4, 2e-4], "mse": 2e-3, "out_of_range": [0, 0], "tasks": 1024,
-         "fidelity_all_tasks": [1e-4, 2e-4], "mse_all_tasks": 2e-3}
-    assert criterion_text(s) == "fidelity 1.0e-04 2.0e-04; MSE 2.0e-03"
+         "fidelity_all_tasks": [1e-4, 2e-4], "mse_all_tasks": 2e-3, "fidelity_bound": 6e-4,
+         "zero_mse": 0.1, "seeds": 2, "seeds_meeting_bound": 1, "seeds_below_mse": 2}
+    assert criterion_text(s) == ("fidelity 1.0e-04 2.0e-04 (bound 6e-04); MSE 2.0e-03 "
+                                 "(predicting zero 1.0e-01); seeds within the bound 1/2, below "
+                                 "their MSE 2/2")
     s.update(out_of_range=[1, 9], fidelity_all_tasks=[1e-4, 1e9], mse_all_tasks=1e10)
     text = criterion_text(s)
     assert "1-9 of 1024 per seed outside" in text and "fidelity up to 1.0e+09" in text

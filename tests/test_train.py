@@ -203,41 +203,58 @@ def test_prefetching_stream_is_the_same_stream():
 
 
 def test_spike_guard_skips_and_rolls_back():
-    guard = SpikeGuard(K=2, window=10, factor=10.0, warmup=3, patience=2)
+    guard = SpikeGuard(K=2, window=10, factor=10.0, warmup=3, patience=2, skip=True)
     grad = torch.zeros(2, 4)
     for _ in range(3):
-        acc, rb = guard.check(torch.tensor([1.0, 1.0]), grad)
-        assert acc.all() and not rb.any()
-    acc, rb = guard.check(torch.tensor([50.0, 1.0]), grad)           # ratio spike
-    assert acc.tolist() == [False, True] and not rb.any()
-    acc, rb = guard.check(torch.tensor([1.0, float("nan")]), grad)   # non-finite
+        acc, rb, sp = guard.check(torch.tensor([1.0, 1.0]), grad)
+        assert acc.all() and not rb.any() and not sp.any()
+    acc, rb, sp = guard.check(torch.tensor([50.0, 1.0]), grad)           # ratio spike
+    assert acc.tolist() == [False, True] and not rb.any() and sp.tolist() == [True, False]
+    acc, rb, _ = guard.check(torch.tensor([1.0, float("nan")]), grad)   # non-finite
     assert acc.tolist() == [True, False]
     bad = grad.clone()
     bad[1, 0] = float("inf")
-    acc, rb = guard.check(torch.tensor([1.0, 1.0]), bad)             # second in a row
+    acc, rb, _ = guard.check(torch.tensor([1.0, 1.0]), bad)             # second in a row
     assert acc.tolist() == [True, False] and rb.tolist() == [False, True]
     assert guard.skipped.tolist() == [1, 2] and guard.rollbacks.tolist() == [0, 1]
+    assert guard.spikes.tolist() == [1, 2]
+
+
+def test_paper_recipe_counts_spikes_but_applies_them():
+    """Default (the paper's recipe): a finite spike is counted and applied; only a
+    non-finite step is not applied, and nothing is ever rolled back."""
+    guard = SpikeGuard(K=2, window=10, factor=10.0, warmup=3, patience=2)
+    grad = torch.zeros(2, 4)
+    for _ in range(3):
+        guard.check(torch.tensor([1.0, 1.0]), grad)
+    for _ in range(3):
+        acc, rb, sp = guard.check(torch.tensor([50.0, float("nan")]), grad)
+        assert acc.tolist() == [True, False] and sp.tolist() == [True, True]
+        assert not rb.any()
+    assert guard.spikes.tolist() == [3, 3] and guard.skipped.tolist() == [0, 3]
+    assert guard.rollbacks.tolist() == [0, 0]
 
 
 def test_spike_guard_forgets_history_after_rollback():
     """After a rollback to older (worse) weights, their higher loss must not count as a
     spike against the newer median - otherwise training never resumes (seen in a real run:
     every step after the first rollback was skipped)."""
-    guard = SpikeGuard(K=1, window=10, factor=10.0, warmup=3, patience=2)
+    guard = SpikeGuard(K=1, window=10, factor=10.0, warmup=3, patience=2, skip=True)
     grad = torch.zeros(1, 4)
     for _ in range(5):
         guard.check(torch.tensor([0.01]), grad)
     for _ in range(2):
-        acc, rb = guard.check(torch.tensor([float("nan")]), grad)
+        acc, rb, _ = guard.check(torch.tensor([float("nan")]), grad)
     assert rb.tolist() == [True]
     guard.reset(rb)
     for _ in range(5):   # the restored weights' loss is 9x the old median: accepted
-        acc, rb = guard.check(torch.tensor([0.5]), grad)
+        acc, rb, _ = guard.check(torch.tensor([0.5]), grad)
         assert acc.tolist() == [True] and not rb.any()
 
 
-def test_trainer_survives_a_non_finite_step(tmp_path, monkeypatch):
-    tr = _trainer(tmp_path, seeds=2, steps=8, spike_patience=2)
+@pytest.mark.parametrize("guard", [False, True])
+def test_trainer_survives_a_non_finite_step(tmp_path, monkeypatch, guard):
+    tr = _trainer(tmp_path, seeds=2, steps=8, spike_patience=2, spike_guard=guard)
     calls = {"n": 0}
     real = LinearTransformer.loss
 
@@ -252,9 +269,12 @@ def test_trainer_survives_a_non_finite_step(tmp_path, monkeypatch):
     before = tr.model.theta.detach().clone()
     tr.run()
     last = [m for m in _metrics(tmp_path) if m["kind"] == "train"][-1]
-    assert last["skipped_total"] == [0, 2] and last["rollbacks_total"] == [0, 1]
+    assert last["skipped_total"] == [0, 2] and last["spikes_total"] == [0, 2]
     assert torch.isfinite(tr.model.theta).all()
-    assert tr.adam.count.tolist() == [8, 4]   # seed 1: 2 accepted, 2 skipped, rolled back to 0
+    if guard:   # seed 1: 2 accepted, 2 skipped, rolled back to 0, 4 more accepted
+        assert last["rollbacks_total"] == [0, 1] and tr.adam.count.tolist() == [8, 4]
+    else:       # the paper's recipe: the two non-finite steps are not applied, no rollback
+        assert last["rollbacks_total"] == [0, 0] and tr.adam.count.tolist() == [8, 6]
     assert not torch.equal(tr.model.theta[1], before[1])
 
 
@@ -271,6 +291,27 @@ def test_pruning_keeps_the_best_heads_and_fine_tunes(tmp_path):
     run = load_run(tmp_path)
     assert run.model.config.heads == 1 and run.finished
     assert torch.equal(run.model.theta, tr.model.theta.detach())
+
+
+def test_training_prunes_on_its_validation_batch(tmp_path, monkeypatch):
+    """The trainer's pruning selects on the validation batch (val_seed), not on the
+    evaluation set its curves report."""
+    import eaglelab.train.loop as loop
+
+    seen = []
+    real = loop.prune_heads
+
+    def spy(model, Z0, D, keep=1):
+        seen.append(Z0.clone())
+        return real(model, Z0, D, keep)
+
+    monkeypatch.setattr(loop, "prune_heads", spy)
+    tr = _trainer(tmp_path, seeds=1, steps=4, heads=2, prune_to=1, prune_at=2)
+    tr.run()
+    assert len(seen) == 1 and torch.equal(seen[0], tr.val_Z0)
+    assert not torch.equal(seen[0], tr.eval_Z0)
+    with pytest.raises(ValueError, match="val_seed"):
+        _trainer(tmp_path / "b", heads=2, prune_to=1, prune_at=2, val_seed=1234567)
 
 
 def test_load_run_gives_configs_and_models(tmp_path):

@@ -1,8 +1,10 @@
 """`eaglelab demo`: the main job - train, extract, verify, and show the discovered solver.
 
-The embedded default trains the unconstrained regime (4 layers, 1 head, the paper's recipe)
-for DEMO_STEPS steps, extracts the algorithm, checks it layer by layer against the model
-(docs/demo.md has the budget measurements and both fidelity criteria) and runs EAGLE as a
+The embedded default trains the unconstrained regime (4 layers, the paper's recipe) for
+DEMO_STEPS steps with one head from scratch (not the paper's 8-heads-then-prune protocol,
+which does not fit the demo's 3 minutes), extracts the algorithm, checks it layer by layer
+against the model with the report's verdict (`extract.pipeline`: the model learned, the
+paper's bound 6e-4 and below the model's own test MSE at every layer) and runs EAGLE as a
 solver against lstsq on a fresh, larger problem.
 """
 
@@ -91,18 +93,22 @@ def demo(
         f"condition number 1e3: relative error {e['relative_error']:.1e} after "
         f"{e['iterations']} iterations in {e['seconds']:.3f} s; lstsq: {ls['relative_error']:.1e} "
         f"in {ls['seconds']:.3f} s.")
-    faithful, pred = s["faithful"], s["prediction_faithful"]
+    faithful = s["faithful"]
+    worst = max(s["fidelity"])
     verdict = (
-        f"prediction: {'FAITHFUL' if pred else 'NOT FAITHFUL'} - at every layer the extracted "
-        f"algorithm's running prediction {'stays' if pred else 'does not stay'} closer to the "
-        "transformer's than the transformer is to the answer\n"
-        f"all activations (the paper's criterion): {'FAITHFUL' if faithful else 'not yet'}"
-        + ("" if faithful else " - the A block still carries learned noise that does not reach "
-           "the prediction; train longer (--steps 20000, the paper's budget) to shrink it"))
+        f"the report's verdict: {'FAITHFUL' if faithful else 'NOT FAITHFUL'}\n"
+        f"  model learned the task (MSE <= half of predicting zero): {s['learned']}\n"
+        f"  fidelity at every layer <= the paper's {s['fidelity_bound']:.0e}: "
+        f"{s['meets_paper_bound']} (worst layer {worst:.1e})\n"
+        f"  fidelity below the model's own test MSE {s['mse']:.1e} at every layer: "
+        f"{s['below_mse']}\n"
+        f"  (the running prediction alone, D slot: "
+        f"{'faithful' if s['prediction_faithful'] else 'not faithful'}; one head, {steps} steps - "
+        "the paper's protocol is 8 heads pruned to one, 20,000 steps)")
     elapsed = time.perf_counter() - t0
     console.print(Panel(f"{verdict}\nreport and figures: {report.parent}\n"
                         f"wall time: {elapsed:.0f} s",
-                        title="verdict", style="green" if pred else "red"))
+                        title="verdict", style="green" if faithful else "red"))
     (run_dir / "demo.json").write_text(json.dumps(
         {"summary": s, "solver_comparison": cmp, "wall_seconds": elapsed,
          "steps": steps, "seed": seed}, indent=2, default=float))

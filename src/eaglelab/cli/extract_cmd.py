@@ -21,7 +21,7 @@ def fidelity_rich_table(ex) -> Table:
     L = len(s["fidelity"])
     out = ", ".join(map(str, s["out_of_range"]))
     t = Table(title=f"Fidelity per layer, {ex.regime} (||Z_model - Z_alg||^2 / #entries)",
-              caption=f"over the held-out tasks inside the calibrated range ({out} of "
+              caption=f"over the test tasks with an input norm in range ({out} of "
                       f"{s['tasks']} outside, per seed), except the 'all tasks' rows")
     t.add_column("")
     for l in range(L):

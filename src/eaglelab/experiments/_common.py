@@ -126,6 +126,11 @@ def claim(text: str, paper: Any, ours: Any, ok: bool, why_ok: str, why_not: str)
     return Claim(text, paper, ours, "agrees" if ok else "differs", why_ok if ok else why_not)
 
 
+def untested(text: str, paper: Any, ours: Any, why: str) -> Claim:
+    """A claim our measurement cannot decide (said so, never counted as agreeing)."""
+    return Claim(text, paper, ours, "not tested", why)
+
+
 def figure(ncols: int = 1, nrows: int = 1, width: float = 5.2, height: float = 3.9):
     """A matplotlib Figure (Agg, no pyplot state) and its axes array, shared style."""
     from matplotlib.figure import Figure

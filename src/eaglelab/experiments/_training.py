@@ -23,7 +23,8 @@ import numpy as np
 from eaglelab.experiments.base import Context
 
 __all__ = ["TrainedConfig", "QUICK_TRAINING", "REGIMES", "trained_run", "runs_folder",
-           "seed_blocks", "unfaithful_reason", "criterion_text"]
+           "seed_blocks", "unfaithful_reason", "criterion_text", "mse_claim", "protocol",
+           "FIDELITY_CLAIM", "FIDELITY_PAPER"]
 
 REGIMES = ("unconstrained", "compute-limited", "distributed")
 
@@ -37,12 +38,46 @@ class TrainedConfig:
     batch: int = 1024
     seeds: int = 10
     noise_std: float = 0.0
-    val_size: int = 1024      # held-out tasks for extraction and fidelity
+    val_size: int = 1024      # test tasks for extraction and fidelity
     base_seed: int = 0
+    # the paper's protocol: start with 8 heads per layer (per machine in the distributed
+    # regime), prune greedily to one on a validation batch at prune_at, fine-tune to `steps`;
+    # heads=1, prune_at=0 is ours ("one head from scratch")
+    heads: int = 8
+    prune_at: int = 10000
 
 
 # quick mode (what the tests run): a few hundred steps at a smaller batch, one seed
-QUICK_TRAINING = dict(steps=400, batch=256, seeds=1, val_size=256)
+QUICK_TRAINING = dict(steps=400, batch=256, seeds=1, val_size=256, heads=2, prune_at=200)
+
+
+FIDELITY_CLAIM = ("the extracted algorithm's fidelity is at most the paper's 6e-4 and below "
+                  "the model's test MSE at every layer (mean over seeds; the model must have "
+                  "learned: test MSE at most half that of predicting zero)")
+FIDELITY_PAPER = "<= 6e-4 vs MSE ~1e-3 (Table 1, 10 seeds, 20k steps)"
+
+
+def protocol(cfg: TrainedConfig, steps: int) -> dict:
+    """heads and prune_at for a run of `steps` steps under cfg's protocol (a run shorter
+    than cfg.prune_at is pruned half-way)."""
+    if cfg.heads <= 1 or not cfg.prune_at:
+        return {"heads": cfg.heads, "prune_at": 0}
+    return {"heads": cfg.heads, "prune_at": cfg.prune_at if cfg.prune_at < steps else steps // 2}
+
+
+def mse_claim(regime: str, summary: dict, steps: int):
+    """The model's test MSE against the paper's ~1e-3 (within a factor 2, rule fixed
+    before the runs), with the median over tasks and the all-task mean beside."""
+    from eaglelab.experiments import _common as cm
+
+    mse = summary["mse"]
+    return cm.claim(
+        f"{regime}: the trained model's test MSE (mean over the tasks with an input norm in "
+        "range) is about the paper's", "~1e-3 (Table 1, 20k steps)",
+        f"{mse:.2e} after {steps} steps (median over tasks {summary['mse_median']:.2e}; mean "
+        f"over all tasks {summary['mse_all_tasks']:.2e}; predicting zero "
+        f"{summary['zero_mse']:.2e})", 5e-4 <= mse <= 2e-3, "within a factor 2 of 1e-3",
+        "outside a factor 2 of the paper's 1e-3")
 
 
 def runs_folder(ctx: Context) -> Path:
@@ -150,33 +185,47 @@ def _finished_block(ctx: Context, run_dir: Path, regime: str, steps: int, overri
 
 
 def unfaithful_reason(summary: dict, seeds: dict) -> str:
-    """Why a trained model's extraction misses the mean fidelity criterion, read from the
-    extraction summary and the per-seed lists in `seeds` (fidelity_seeds, mse_seeds,
-    mse_algorithm_seeds): one seed's few tasks (faithful on typical tasks) or a learned
-    residue."""
-    if summary["faithful_median"]:
-        f = np.asarray(seeds["fidelity_seeds"], float)
-        layer = int(np.argmax(f.mean(axis=0) >= summary["mse"]))
+    """Which part of the fidelity verdict fails, read from the extraction summary and the
+    per-seed lists in `seeds` (fidelity_seeds, mse_seeds, mse_algorithm_seeds): the model did
+    not learn, the paper's bound, the relative criterion - and, where the medians over tasks
+    are faithful, the seed and layer that set the mean."""
+    if not summary["learned"]:
+        return (f"not learned: the model's test MSE {summary['mse']:.1e} is above half of "
+                f"predicting zero's {summary['zero_mse']:.1e}: nothing to extract")
+    f = np.asarray(seeds["fidelity_seeds"], float)
+    fmean = f.mean(axis=0)
+    parts = []
+    above = [str(l + 1) for l in np.flatnonzero(fmean > summary["fidelity_bound"])]
+    if above:
+        parts.append(f"above the paper's bound {summary['fidelity_bound']:.0e} at layer(s) "
+                     + ", ".join(above))
+    over = [str(l + 1) for l in np.flatnonzero(fmean >= summary["mse"])]
+    if over:
+        parts.append("not below the model's own test MSE at layer(s) " + ", ".join(over))
+    text = "; ".join(parts) or "faithful"
+    if over and summary["faithful_median"]:
+        layer = int(over[0]) - 1
         k = int(np.argmax(f[:, layer]))
         mse, alg = seeds["mse_seeds"][k], seeds["mse_algorithm_seeds"][k]
-        return (f"faithful on typical tasks (median fidelity below the median MSE at every "
-                f"layer); the mean at layer {layer + 1} is set by seed position {k} (fidelity "
-                f"{f[k, layer]:.1e}; test MSE of the model {mse:.1e}, of its extracted "
-                f"algorithm {alg:.1e})"
-                + (": on a few tasks the extracted steps diverge where the model's do not"
-                   if alg > 100 * mse else ""))
-    return ("not faithful at this budget: a patternless learned residue in the structured "
-            "weight blocks (the residue table of the `fidelity` experiment, docs/demo.md)")
+        text += (f"; on typical tasks (medians) it is below the model's error, and the mean "
+                 f"at layer {layer + 1} is set by seed position {k} (fidelity "
+                 f"{f[k, layer]:.1e}; test MSE of the model {mse:.1e}, of its extracted "
+                 f"algorithm {alg:.1e})")
+    return text
 
 
 def criterion_text(summary: dict) -> str:
-    """'ours' for the mean criterion: fidelity per layer and MSE over the tasks inside the
-    calibrated range, the tasks left out, and the unfiltered means beside them."""
+    """'ours' for the fidelity claim: fidelity per layer and MSE over the tasks whose input
+    norm is in range, per-seed counts for the paper's bound and the relative criterion, the
+    tasks left out, and the unfiltered means beside them."""
     text = ("fidelity " + " ".join(f"{v:.1e}" for v in summary["fidelity"])
-            + f"; MSE {summary['mse']:.1e}")
+            + f" (bound {summary['fidelity_bound']:.0e}); MSE {summary['mse']:.1e} (predicting "
+            f"zero {summary['zero_mse']:.1e}); seeds within the bound "
+            f"{summary['seeds_meeting_bound']}/{summary['seeds']}, below their MSE "
+            f"{summary['seeds_below_mse']}/{summary['seeds']}")
     out = summary["out_of_range"]
     if any(out):
-        text += (f" (over the tasks inside the calibrated range: {min(out)}-{max(out)} of "
+        text += (f" (over the tasks with an input norm in range: {min(out)}-{max(out)} of "
                  f"{summary['tasks']} per seed outside; over all tasks: fidelity up to "
                  f"{max(summary['fidelity_all_tasks']):.1e}, MSE "
                  f"{summary['mse_all_tasks']:.1e})")

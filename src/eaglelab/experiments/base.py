@@ -53,7 +53,7 @@ __all__ = [
     "package_versions",
 ]
 
-VERDICTS = ("agrees", "differs")
+VERDICTS = ("agrees", "differs", "not tested")
 T = TypeVar("T")
 
 
@@ -64,7 +64,8 @@ class Claim:
     claim:   the statement, e.g. "EAGLE needs ~100x fewer iterations than CG at kappa = 1e4"
     paper:   the paper's value (number or short text), None when it gives no number
     ours:    our measured value (number or short text, e.g. ">= 178")
-    verdict: "agrees" or "differs"
+    verdict: "agrees", "differs", or "not tested" when the measurement cannot decide the
+             claim (e.g. a ratio of iteration counts where one solver never reached the target)
     reason:  one line: why it agrees or, when it differs, the most likely reason
     """
 
@@ -369,8 +370,9 @@ def write_report(out: str | os.PathLike, *, failures: dict[str, str] | None = No
         f"Generated {datetime.now(UTC).isoformat(timespec='seconds')} by "
         f"`eaglelab reproduce` (eaglelab {versions.get('eaglelab')}, numpy {versions.get('numpy')}, "
         f"scipy {versions.get('scipy')}, torch {versions.get('torch')}) on {os.cpu_count()} CPU "
-        f"cores, float64, no GPU.  Mode: {', '.join(modes) or 'none'}.  BLAS threads: "
-        f"{thread_text or '—'}.",
+        f"cores, no GPU.  Precision: the transformers train in float32 and are extracted and "
+        f"measured in float64; the solvers run in float64.  Mode: {', '.join(modes) or 'none'}"
+        f".  BLAS threads: {thread_text or '—'}.",
         "",
     ]
     if total_wall is not None:
@@ -387,14 +389,16 @@ def write_report(out: str | os.PathLike, *, failures: dict[str, str] | None = No
     lines += ["## Claims: ours beside the paper's", "",
               "| experiment | claim | paper | ours | verdict | why |",
               "|---|---|---|---|---|---|"]
-    n_agree = n_total = 0
+    n_agree = n_total = n_untested = 0
     for r in results:
         for c in r["claims"]:
             n_total += 1
             n_agree += c["verdict"] == "agrees"
+            n_untested += c["verdict"] == "not tested"
             lines.append(f"| {r['name']} | {_cell(c['claim'])} | {_cell(_fmt(c['paper']))} | "
                          f"{_cell(_fmt(c['ours']))} | **{c['verdict']}** | {_cell(c['reason'])} |")
-    lines += ["", f"{n_agree} of {n_total} claims agree.", ""]
+    lines += ["", f"{n_agree} of {n_total} claims agree"
+              + (f"; {n_untested} not tested by our measurement" if n_untested else "") + ".", ""]
 
     missing = [n for n in EXPERIMENTS if n not in available()]
     not_run = [n for n in available() if not (out / n / "result.json").exists()]

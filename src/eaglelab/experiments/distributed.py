@@ -80,8 +80,18 @@ def run(cfg: Config, ctx: Context) -> ExperimentResult:
     slope = float(-np.polyfit(np.log([a for a, _ in pts if a < 1]),
                               np.log([k for a, k in pts if a < 1]), 1)[0]) \
         if sum(a < 1 for a, _ in pts) >= 2 else None
-    ratios = [(r["gd_rounds"] or r["gd_cap"]) / r["eagle_rounds"] for r in rows
-              if r["eagle_rounds"]]
+    both = [r["gd_rounds"] / r["eagle_rounds"] for r in rows
+            if r["eagle_rounds"] and r["gd_rounds"]]           # ratios only where both reached
+    missed = [r for r in rows if r["eagle_rounds"] and not r["gd_rounds"]]
+    # where GD never reached the target its count exceeds the cap: cap / EAGLE's rounds
+    # bounds the ratio from below, which decides ">= 10x" but is not reported as a ratio
+    bounds = [r["gd_cap"] / r["eagle_rounds"] for r in missed]
+    gd_text = ((f"ratio where both reached: min {cm.fmt(min(both))} ({len(both)} cases)"
+                if both else "GD reached the target in no case")
+               + (f"; in {len(missed)} cases GD did not reach it within {cfg.gd_cap} rounds "
+                  f"(best final error {cm.fmt(min(r['gd_final_error'] for r in missed))}), "
+                  f"where EAGLE took at most {max(r['eagle_rounds'] for r in missed)}"
+                  if missed else ""))
     comm_ok = all(r["M"] == 1 or r["floats_per_round_per_rank"] == r["expected_floats"]
                   for r in rows)
     claims = [
@@ -94,11 +104,10 @@ def run(cfg: Config, ctx: Context) -> ExperimentResult:
                  slope is not None and 0.5 <= slope <= 1.5, "close to 1",
                  "the growth is not ~1/alpha at these sizes"),
         cm.claim("EAGLE needs >= 10x fewer rounds than distributed GD with the same "
-                 "communication", "10-100x more rounds for GD", "min ratio "
-                 f"{cm.fmt(min(ratios) if ratios else None)} (GD capped at {cfg.gd_cap}: "
-                 "a lower bound where GD did not reach the target)",
-                 bool(ratios) and min(ratios) >= 10, "in every case",
-                 "not in every case"),
+                 "communication", "10-100x more rounds for GD", gd_text,
+                 bool(both or bounds) and min(both + bounds) >= 10,
+                 "in every case (where GD never reached the target, its cap is already >= 10x "
+                 "EAGLE's rounds)", "not in every case"),
         cm.claim("Measured floats per rank per round equal (d + d') n'", "(d + d') n'",
                  f"{rows[-1]['floats_per_round_per_rank']} (expected "
                  f"{rows[-1]['expected_floats']})", comm_ok,

@@ -5,7 +5,6 @@ from eaglelab.extract.fidelity import layer_fidelity, layer_quantities, nystrom_
 from eaglelab.extract.pipeline import Extraction, SeedExtraction, extract, held_out
 from eaglelab.extract.products import LayerProducts, model_products, products_forward
 from eaglelab.extract.properties import block_structure, numerical_rank, sketch_comparison
-from eaglelab.extract.prune import PruneResult, prune_heads
 from eaglelab.extract.residue import residue_attribution, structured_products
 from eaglelab.extract.scaling import batch_max_norms, fit_constant, layer_steps, learned_sketch
 from eaglelab.extract.simplify import quantise, simplify_products, sparsify
@@ -14,7 +13,6 @@ __all__ = [
     "ExtractedAlgorithm",
     "Extraction",
     "LayerProducts",
-    "PruneResult",
     "SeedExtraction",
     "batch_max_norms",
     "block_structure",
@@ -30,7 +28,6 @@ __all__ = [
     "numerical_rank",
     "nystrom_mse",
     "products_forward",
-    "prune_heads",
     "quantise",
     "residue_attribution",
     "simplify_products",

@@ -11,14 +11,11 @@ training distribution at that layer - the model learned fixed steps, not per-pro
   rank r) as learned, which trained models do NOT align with S_l S_l^T (the paper's form,
   `paper_form()`, puts an orthonormal S_l S_l^T on both sides);
 - distributed: every machine mu updates its own (A^mu, B^mu) and the shared (C, D) with S = I
-  on its columns, then C, D are averaged over machines.  `writes` (per layer an M x M array
-  of eta^{mu,nu}) generalises the local update: head mu also moves machine nu's columns,
-  A^nu -= (eta^{mu,nu} / N_l) A^mu A^mu^T A^nu.  A model whose value weights span every
-  machine (eta^{mu,nu} = eta for all pairs) computes A <- A - s (sum_mu A^mu A^mu^T) A, the
-  centralised update assembled from local Grams; None means the paper's local update.
+  on its columns, then C, D are averaged over machines (the paper's local update; a head of
+  the distributed model reads only its machine's columns, so this is the only form).
 
-`paper_form()` is the same algorithm in the paper's form (local writes, S S^T on both sides),
-whose fidelity the extraction reports next to the learned form's.
+`paper_form()` is the same algorithm in the paper's form (S S^T on both sides), whose
+fidelity the extraction reports next to the learned form's in the compute-limited regime.
 
 `run` applies it to a batch of prompts in the model's layout and sign convention (the D slot
 holds MINUS the running prediction), so its activations compare entry by entry with the
@@ -49,19 +46,10 @@ class ExtractedAlgorithm:
     norms: list[float]          # N_l: batch-max ||A_l S_l||_2^2 at layer l (calibration)
     sketches: list[np.ndarray | None] | None = None
     partition: list[np.ndarray] | None = None
-    writes: list[np.ndarray] | None = None   # distributed: eta^{mu,nu} per layer (M x M)
     value_maps: list[np.ndarray] | None = None   # compute-limited: R_l per layer (n x n)
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.writes is not None:
-            if self.partition is None:
-                raise ValueError("writes (machine-to-machine steps) need a partition")
-            M = len(self.partition)
-            self.writes = [np.asarray(w, dtype=np.float64) for w in self.writes]
-            if len(self.writes) != len(self.eta) or any(w.shape != (M, M) for w in self.writes):
-                raise ValueError(f"writes must hold one {M} x {M} array per layer "
-                                 f"({len(self.eta)} layers)")
         if self.value_maps is not None:
             if self.sketches is None:
                 raise ValueError("value_maps (learned value-side maps) need sketches")
@@ -83,29 +71,23 @@ class ExtractedAlgorithm:
     def steps_C(self) -> list[float]:
         return [g / N for g, N in zip(self.gamma, self.norms, strict=True)]
 
-    def _relative_A(self) -> list:
-        return self.eta if self.writes is None else self.writes
-
     def paper_form(self) -> ExtractedAlgorithm:
-        """The same steps in the paper's form: every cross-machine write dropped (local
-        update), the sketch orthonormalised (one eigenvalue: S_l S_l^T a projector) and on
-        the value side the least-squares fit of the learned map R_l by a multiple of
-        S_l S_l^T, i.e. eta_l scaled by tr(S_l^T R_l S_l) / r."""
+        """The same steps in the paper's form: the sketch orthonormalised (one eigenvalue:
+        S_l S_l^T a projector) and on the value side the least-squares fit of the learned
+        map R_l by a multiple of S_l S_l^T, i.e. eta_l scaled by tr(S_l^T R_l S_l) / r."""
         eta, sketches = self.eta, self.sketches
         if sketches is not None:
             sketches = [None if S is None else np.linalg.qr(S)[0] for S in sketches]
         if self.value_maps is not None:
             eta = [e * float(np.trace(S.T @ R @ S)) / S.shape[1]
                    for e, S, R in zip(self.eta, sketches, self.value_maps, strict=True)]
-        return replace(self, eta=eta, sketches=sketches, writes=None, value_maps=None)
+        return replace(self, eta=eta, sketches=sketches, value_maps=None)
 
     def run(self, Z0: torch.Tensor, adaptive: bool = False) -> list[torch.Tensor]:
         """[Z_0, ..., Z_L] on prompts Z0 (B, T, W) in the model's convention (float64)."""
-        rel = self._relative_A()
-        steps_A = [np.asarray(e) / N for e, N in zip(rel, self.norms, strict=True)]
-        return eagle_layers(Z0, self.d, self.n, steps_A, self.steps_C,
+        return eagle_layers(Z0, self.d, self.n, self.steps_A, self.steps_C,
                             sketches=self.sketches, partition=self.partition,
-                            eta_gamma=(rel, self.gamma) if adaptive else None,
+                            eta_gamma=(self.eta, self.gamma) if adaptive else None,
                             value_maps=self.value_maps)
 
     def predict(self, Z0: torch.Tensor, adaptive: bool = False) -> torch.Tensor:
@@ -128,7 +110,6 @@ class ExtractedAlgorithm:
                 "sketch_ranks": None if self.sketches is None else
                 [None if S is None else int(S.shape[1]) for S in self.sketches],
                 "machines": None if self.partition is None else len(self.partition),
-                "writes": None if self.writes is None else [w.tolist() for w in self.writes],
                 "value_maps": None if self.value_maps is None else
                 [R.tolist() for R in self.value_maps]}
 
@@ -137,24 +118,13 @@ def _spectral_sq(M: torch.Tensor) -> torch.Tensor:
     return torch.linalg.matrix_norm(M, ord=2) ** 2
 
 
-def _step(value, l: int, mu: int, nu: int):
-    """Layer l's step for head mu writing machine nu's columns: a scalar per layer means
-    local writes only (nu == mu); an M x M array per layer gives every pair its step."""
-    v = np.asarray(value[l], dtype=np.float64)
-    if v.ndim == 0:
-        return float(v) if mu == nu else 0.0
-    return float(v[mu, nu])
-
-
 def eagle_layers(Z0: torch.Tensor, d: int, n: int, steps_A, steps_C, *, sketches=None,
                  partition=None, eta_gamma=None, value_maps=None) -> list[torch.Tensor]:
     """Batched EAGLE in the model's layout: Z = [[A, C], [B, -D]] per problem.
 
     steps_A/steps_C: absolute per-layer steps; eta_gamma=(eta_l, gamma_l) switches to
-    per-problem rho (then steps_* are ignored).  With a partition, an entry of steps_A (or
-    eta_l) may be an M x M array: head mu then also writes machine nu's columns,
-    A^nu -= s[mu, nu] A^mu A^mu^T A^nu (and B^nu likewise) - the scalar form is the
-    paper's local update s[mu, mu] = s, s[mu, nu != mu] = 0.  value_maps (with sketches):
+    per-problem rho (then steps_* are ignored).  With a partition, every machine updates its
+    own columns and the averaged C, D (distributed EAGLE).  value_maps (with sketches):
     per layer an n x n R_l, the value side then reads A R_l instead of A S_l S_l^T.
     Returns every layer's Z (float64)."""
     Z = Z0.to(torch.float64)
@@ -171,7 +141,7 @@ def eagle_layers(Z0: torch.Tensor, d: int, n: int, steps_A, steps_C, *, sketches
         A_new, B_new = A.clone(), B.clone()
         C_acc = torch.zeros_like(C)
         D_acc = torch.zeros_like(Dm)
-        for mu, J in enumerate(blocks):
+        for J in blocks:
             At = A[..., J] if S is None else A @ S
             Bt = B[..., J] if S is None else B @ S
             if eta_gamma is None:
@@ -180,10 +150,7 @@ def eagle_layers(Z0: torch.Tensor, d: int, n: int, steps_A, steps_C, *, sketches
                 scale = (1.0 / _spectral_sq(At))[:, None, None]
                 rel_A, rel_C = eta_gamma
             cols = torch.zeros(batch, 1, n, dtype=Z.dtype)   # step per written column
-            for nu, Jn in enumerate(blocks):
-                s = _step(rel_A, l, mu, nu)
-                if s != 0.0:
-                    cols[..., Jn] = s * scale
+            cols[..., J] = float(rel_A[l]) * scale
             G = At.transpose(-1, -2) @ V
             A_new = A_new - cols * (At @ G)
             B_new = B_new - cols * (Bt @ G)

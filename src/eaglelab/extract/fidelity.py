@@ -5,7 +5,8 @@ Fidelity of layer l: ||Z_model,l - Z_alg,l||_F^2 / #entries of Z, averaged over 
 minus the running prediction.
 
 Every measure takes an optional boolean mask over the prompts; the extraction passes the
-tasks inside the calibrated range (`extract.scaling.in_calibrated_range`).
+test tasks whose input norm lies within the calibration batch's
+(`extract.scaling.inputs_in_range`).
 """
 
 from __future__ import annotations

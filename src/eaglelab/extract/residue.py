@@ -3,9 +3,10 @@
 Every head's products split into the structure the extracted algorithm reads and a residue.
 The structure: W_QK's top-left block -> a1 I (compute-limited: a1 S S^T; distributed: a1 I
 on the head's own columns J_mu), W_VP's top-left block -> a2 I (compute-limited: the rank-r
-value map a2 R; distributed: a2^{mu,nu} I on every machine's columns), W_VP's bottom-right
-block -> c I, every other block and the query biases -> 0.  The extraction gives a layer one
-C step (distributed: the mean over the machines' heads), so the heads' c are set to match it.
+value map a2 R; distributed: a2 I on the head's own columns), W_VP's bottom-right block ->
+c I, every other block (a distributed head's writes on other machines' columns among them)
+and the query biases -> 0.  The extraction gives a layer one A step and one C step
+(distributed: the means over the machines' heads), so the heads' a2 and c are set to match.
 Run in product form, the structure IS the extracted algorithm (the tests check this against
 `eagle_layers`).
 
@@ -36,10 +37,9 @@ def _block(name: str, n: int) -> tuple[slice, slice]:
 
 
 def structured_head(W_QK: np.ndarray, W_VP: np.ndarray, n: int, *, rank: int | None = None,
-                    columns=None, partition=None) -> tuple[np.ndarray, np.ndarray]:
+                    columns=None) -> tuple[np.ndarray, np.ndarray]:
     """The structured part (P, Q) of one head's products (see the module docstring).
-    rank: compute-limited sketch rank; columns, partition: a distributed head's machine
-    block J_mu and the list of all machines' blocks."""
+    rank: compute-limited sketch rank; columns: a distributed head's machine block J_mu."""
     P, Q = np.zeros_like(W_QK), np.zeros_like(W_VP)
     h = head_scales(W_QK, W_VP, n, columns, rank)
     if rank is not None:
@@ -48,8 +48,7 @@ def structured_head(W_QK: np.ndarray, W_VP: np.ndarray, n: int, *, rank: int | N
     elif columns is not None:
         J = np.asarray(columns)
         P[J, J] = h["a1"]
-        for Jn in partition:      # every machine's columns, with their own a2^{mu,nu}
-            Q[Jn, Jn] = head_scales(W_QK, W_VP, n, Jn)["a2"]
+        Q[J, J] = h["a2"]
     else:
         P[np.arange(n), np.arange(n)] = h["a1"]
         Q[np.arange(n), np.arange(n)] = h["a2"]
@@ -71,18 +70,20 @@ def structured_products(prods: LayerProducts, regime: str, n: int, *, r: int | N
             if regime == "compute-limited":
                 kw["rank"] = r
             elif regime == "distributed":
-                kw = {"columns": partition[h * len(partition) // H], "partition": partition}
+                kw = {"columns": partition[h * len(partition) // H]}
             P, Q = structured_head(Wqk, Wvp, n, **kw)
             row_qk.append(P)
             row_vp.append(Q)
-        if regime == "distributed":   # one C step per layer: s_C,h = -a1_h c_h is averaged
+        if regime == "distributed":   # one A and one C step per layer, averaged over heads
+            cols = [np.asarray(partition[h * len(partition) // H]) for h in range(H)]
             a1 = [float(np.trace(P[np.ix_(J, J)])) / len(J) for P, J in
-                  zip(row_qk, [partition[h * len(partition) // H] for h in range(H)],
-                      strict=True)]
-            mean_step = np.mean([a * Q[n, n] for a, Q in zip(a1, row_vp, strict=True)])
+                  zip(row_qk, cols, strict=True)]
+            step_A = np.mean([a * Q[J[0], J[0]] for a, Q, J in zip(a1, row_vp, cols, strict=True)])
+            step_C = np.mean([a * Q[n, n] for a, Q in zip(a1, row_vp, strict=True)])
             k = np.arange(n, row_vp[0].shape[0])
-            for a, Q in zip(a1, row_vp, strict=True):
-                Q[k, k] = mean_step / a if a != 0 else 0.0
+            for a, Q, J in zip(a1, row_vp, cols, strict=True):
+                Q[J, J] = step_A / a if a != 0 else 0.0
+                Q[k, k] = step_C / a if a != 0 else 0.0
         qk.append(row_qk)
         vp.append(row_vp)
     return LayerProducts(qk, vp, None)

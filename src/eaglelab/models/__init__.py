@@ -2,12 +2,14 @@
 
 See `transformer.py` for the layer, the read-out convention (prediction = -Z_L[d:, n:])
 and the fast path; `reference.py` for the float64 loop reference; `layout.py` for the
-distributed regime's column-partition layout; `handset.py` for EAGLE-structured weights.
+distributed regime's column-partition layout; `handset.py` for EAGLE-structured weights;
+`prune.py` for greedy head pruning on a validation batch.
 """
 
 from eaglelab.models.config import REGIMES, ModelConfig
 from eaglelab.models.handset import eagle_weights
 from eaglelab.models.layout import DistributedLayout, MachineBlocks
+from eaglelab.models.prune import PruneResult, prune_heads
 from eaglelab.models.reference import reference_layers, reference_prediction
 from eaglelab.models.transformer import LinearTransformer, param_shapes, read_out
 
@@ -17,8 +19,10 @@ __all__ = [
     "LinearTransformer",
     "MachineBlocks",
     "ModelConfig",
+    "PruneResult",
     "eagle_weights",
     "param_shapes",
+    "prune_heads",
     "read_out",
     "reference_layers",
     "reference_prediction",

@@ -4,13 +4,18 @@ Shapes: the prompt Z has T = d + d' rows (tokens) and W = n + n' columns.  The f
 regimes share the layer and differ only in the widths and supports of the per-head
 weights:
 
-| regime            | Wq, Wk (per head)              | Wv, Wp (per head) | extra                |
-|-------------------|--------------------------------|-------------------|----------------------|
-| unconstrained     | W x W                          | W x W             |                      |
-| compute-limited   | W x r                          | W x (r + n')      |                      |
-| distributed       | n/M x n/M on rows J_mu (zero   | W x W             | heads = per machine  |
-|                   | elsewhere), mu = head's machine|                   |                      |
-| estimation        | W x W                          | W x W             | two query biases     |
+| regime          | Wq, Wk, Wv (per head: rows x width) | Wp (per head)   | extra               |
+|-----------------|-------------------------------------|-----------------|---------------------|
+| unconstrained   | W x W                               | W x W           |                     |
+| compute-limited | W x r (Wq, Wk); W x (r + n') (Wv)   | W x (r + n')    |                     |
+| distributed     | local: rows J_mu + the n' shared    | W x (n/M + n')  | heads = per machine |
+|                 | columns (zero elsewhere), width     | (writes         |                     |
+|                 | n/M + n'; mu = the head's machine   | anywhere)       |                     |
+| estimation      | W x W                               | W x W           | two query biases    |
+
+In the distributed regime a head reads - through its query, key AND value - only its own
+machine's columns J_mu and the shared columns of C and D; its projection may write every
+column.  So a head's output depends on no other machine's data (tested).
 """
 
 from __future__ import annotations
@@ -85,9 +90,15 @@ class ModelConfig:
         return self.heads * self.machines if self.regime == "distributed" else self.heads
 
     @property
-    def qk_rows(self) -> int:
-        """Rows of the stored Wq/Wk factor (n/M in the distributed regime: compact form)."""
-        return self.n // self.machines if self.regime == "distributed" else self.width
+    def local_width(self) -> int:
+        """Columns a distributed head reads: its machine's n/M plus the n' shared ones."""
+        return self.n // self.machines + self.n_prime
+
+    @property
+    def read_rows(self) -> int:
+        """Rows of the stored Wq, Wk and Wv factors (compact `local_width` rows in the
+        distributed regime, embedded on the head's local columns; W elsewhere)."""
+        return self.local_width if self.regime == "distributed" else self.width
 
     @property
     def qk_width(self) -> int:
@@ -95,13 +106,18 @@ class ModelConfig:
         if self.regime == "compute-limited":
             return self.r
         if self.regime == "distributed":
-            return self.n // self.machines
+            return self.local_width
         return self.width
 
     @property
     def vp_width(self) -> int:
-        """Value/projection width per head."""
-        return self.r + self.n_prime if self.regime == "compute-limited" else self.width
+        """Value/projection width per head (a distributed head's value has local rows, so a
+        wider factor would add no rank)."""
+        if self.regime == "compute-limited":
+            return self.r + self.n_prime
+        if self.regime == "distributed":
+            return self.local_width
+        return self.width
 
     def to_dict(self) -> dict:
         return asdict(self)

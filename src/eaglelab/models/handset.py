@@ -9,11 +9,10 @@ With absolute steps s_A = eta * rho and s_C = gamma * rho (rho given, not recomp
   Wv = [[S, 0], [0, I_n']], Wp = [[a2 S, 0], [0, a3 I_n']];
   then (Z W_QK Z_keys^T) Z_keys W_VP gives A' = A - s_A At At^T At S^T, C' = C - s_C At At^T C,
   B' = B - s_A Bt At^T At S^T and D_slot' = D_slot - s_C Bt At^T C (At = A S, Bt = B S);
-* distributed (see `layout.py`): head mu: W_QK = a1 I on J_mu x J_mu, W_VP = a2 I on
-  J_mu -> J_mu and (a3 / M) I on the shared columns; per-machine steps allowed.  An
-  (L, M, M) step_A also makes head mu write machine nu's columns (W_VP = -s[l, mu, nu] / a1
-  on J_nu -> J_nu): A^nu -= s[mu, nu] A^mu A^mu^T A^nu - e.g. all-equal entries give the
-  centralised A update assembled from local Grams.
+* distributed (see `layout.py`): head mu reads its local columns R_mu = J_mu + N' only:
+  Wq = diag(a1 I_{n_mu}, 0), Wk = Wv = I on R_mu, and Wp writes a2 I on J_mu and (a3 / M) I
+  on the shared columns, so W_QK = a1 I on J_mu x J_mu and W_VP = a2 I on J_mu -> J_mu and
+  (a3 / M) I on N' -> N'; per-machine steps allowed.
 
 In every case a1 a2 = -s_A and a1 a3 = -s_C (a1 = 1 here), and the D slot holds minus
 EAGLE's D, which is why the model's prediction is -Z_L[d:, n:].  Extra heads are zero.
@@ -53,8 +52,7 @@ def eagle_weights(config: ModelConfig, step_A, step_C, *,
     """A one-seed model whose layer l is UPDATE with steps step_A[l], step_C[l].
 
     step_A, step_C : a number, one per layer, or (distributed regime) an (L, M) array of
-        per-machine steps; step_A may also be an (L, M, M) array of machine-to-machine
-        steps (distributed regime).
+        per-machine steps.
     sketch : compute-limited regime only: an n x r matrix (or one per layer).
     value_map : compute-limited regime only: an n x n matrix R of rank <= r used on the value
         side in every layer (A <- A - step_A (A S)(A S)^T A R) instead of S S^T.
@@ -64,13 +62,6 @@ def eagle_weights(config: ModelConfig, step_A, step_C, *,
     c = config
     L, n, np_, W = c.layers, c.n, c.n_prime, c.width
     M = c.machines if c.regime == "distributed" else 1
-    writes = None
-    if np.ndim(step_A) == 3:
-        writes = np.asarray(step_A, dtype=np.float64)
-        if c.regime != "distributed" or writes.shape != (L, M, M):
-            raise ValueError(f"an (L, M, M) step_A needs the distributed regime and shape "
-                             f"{(L, M, M)}; got {writes.shape} in {c.regime!r}")
-        step_A = np.stack([np.diag(w) for w in writes])
     sA, sC = _per_layer(step_A, L, M, "step_A"), _per_layer(step_C, L, M, "step_C")
     if c.regime == "compute-limited":
         if sketch is None:
@@ -105,15 +96,13 @@ def eagle_weights(config: ModelConfig, step_A, step_C, *,
             for mu in range(M):
                 h = mu * c.heads
                 a2, a3 = -sA[l, mu] / a1, -sC[l, mu] / a1
-                J = np.arange(mu * n_mu, (mu + 1) * n_mu)
-                p["wq"][l, h] = a1 * np.eye(n_mu)
-                p["wk"][l, h] = np.eye(n_mu)
-                p["wv"][l, h] = np.eye(W)
-                p["wp"][l, h][J, J] = a2
-                for nu in range(M if writes is not None else 0):
-                    Jn = np.arange(nu * n_mu, (nu + 1) * n_mu)
-                    p["wp"][l, h][Jn, Jn] = -writes[l, mu, nu] / a1
-                p["wp"][l, h][np.arange(n, W), np.arange(n, W)] = a3 / M
+                J, own = np.arange(mu * n_mu, (mu + 1) * n_mu), np.arange(n_mu)
+                shared = np.arange(n_mu, n_mu + np_)        # local index of N'
+                p["wq"][l, h][own, own] = a1
+                p["wk"][l, h] = np.eye(n_mu + np_)
+                p["wv"][l, h] = np.eye(n_mu + np_)
+                p["wp"][l, h][J, own] = a2
+                p["wp"][l, h][np.arange(n, W), shared] = a3 / M
         else:
             a2, a3 = -sA[l, 0] / a1, -sC[l, 0] / a1
             p["wq"][l, 0][np.arange(n), np.arange(n)] = a1

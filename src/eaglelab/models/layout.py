@@ -3,14 +3,17 @@
 Derivation (brief sections 2 and 4).  Tokens are the rows of Z = [[A, C], [B, D]]; machine mu
 owns the contiguous column block J_mu = {mu n_mu, ..., (mu + 1) n_mu - 1} (n_mu = n / M) of
 the n visible columns, i.e. A^mu = A[:, J_mu] and B^mu = B[:, J_mu]; the n' columns of C and
-D are shared.  No token is moved or transposed: the plain block form *is* the layout, and
-the partition lives in the weights.  Head h of a layer belongs to machine mu(h) (heads are
-machine-major: h = mu * heads_per_machine + j).  Its query/key factors are supported on the
-rows J_mu (stored compactly as n_mu x n_mu and embedded here), so its scores are
+D (N') are shared.  No token is moved or transposed: the plain block form *is* the layout,
+and the partition lives in the weights.  Head h of a layer belongs to machine mu(h) (heads
+are machine-major: h = mu * heads_per_machine + j).  It READS only its machine's local
+columns R_mu = J_mu + N': its query, key and value factors are supported on the rows R_mu
+(stored compactly as |R_mu| x k and embedded here), so with z_i^mu = Z[i, R_mu]
 
-    S_h = (Z[:, J_mu] Wq_h)(Z_keys[:, J_mu] Wk_h)^T      (local attention),
+    S_h = (Z[:, R_mu] Wq_h)(Z_keys[:, R_mu] Wk_h)^T,   head_h = S_h (Z_keys[:, R_mu] Wv_h) Wp_h^T,
 
-while its value/projection product W_VP_h = Wv_h Wp_h^T (W x W) may write anywhere.
+and no other machine's data reaches the head; its projection Wp_h (W rows) may write every
+column ("send").  What it writes on another machine's columns J_nu is communication of the
+size of A; the paper's trained models write only the shared columns there.
 
 Hand-set weights (one round of distributed EAGLE with absolute steps s_A^mu, s_C^mu):
 
@@ -26,7 +29,8 @@ flip of the D slot as in the other regimes (D_slot = -D_EAGLE).  The shared colu
 exactly what a machine communicates: (d + d') n' numbers per round.
 
 `DistributedLayout` is the one place that converts between the block form and the
-per-machine form (data: `to_machines` / `from_machines`; weights: `embed_qk` / `restrict_qk`).
+per-machine form (data: `to_machines` / `from_machines`; weights: `embed_local` /
+`restrict_local`).
 """
 
 from __future__ import annotations
@@ -68,6 +72,10 @@ class DistributedLayout:
             raise ValueError(f"machine index {mu} is outside 0..{self.machines - 1}")
         return np.arange(mu * self.block, (mu + 1) * self.block)
 
+    def local_columns(self, mu: int) -> np.ndarray:
+        """R_mu = J_mu followed by the n' shared columns: what machine mu's heads read."""
+        return np.concatenate([self.columns(mu), np.arange(self.n, self.width)])
+
     def partition(self) -> list[np.ndarray]:
         """[J_0, ..., J_{M-1}], the form `eaglelab.solvers.eagle_distributed` accepts."""
         return [self.columns(mu) for mu in range(self.machines)]
@@ -98,27 +106,30 @@ class DistributedLayout:
 
     # weights --------------------------------------------------------------------------
     def embedding(self, heads_per_machine: int, dtype=torch.float32) -> torch.Tensor:
-        """E of shape (H, W, n_mu): E[h] = I[:, J_mu(h)], so the full factor is E[h] @ compact."""
+        """E of shape (H, W, n_mu + n'): E[h] = I[:, R_mu(h)], so the full factor of a head
+        is E[h] @ compact."""
         H = self.machines * heads_per_machine
-        E = torch.zeros(H, self.width, self.block, dtype=dtype)
+        R = self.block + self.n_prime
+        E = torch.zeros(H, self.width, R, dtype=dtype)
         for h in range(H):
-            J = self.columns(self.machine_of_head(h, heads_per_machine))
-            E[h, J, torch.arange(self.block)] = 1
+            cols = self.local_columns(self.machine_of_head(h, heads_per_machine))
+            E[h, cols, torch.arange(R)] = 1
         return E
 
-    def embed_qk(self, compact: torch.Tensor, heads_per_machine: int) -> torch.Tensor:
-        """Compact per-head query/key factors (..., H, n_mu, k) -> full (..., H, W, k)."""
+    def embed_local(self, compact: torch.Tensor, heads_per_machine: int) -> torch.Tensor:
+        """Compact per-head read factors (..., H, n_mu + n', k) -> full (..., H, W, k)."""
         E = self.embedding(heads_per_machine, compact.dtype).to(compact.device)
         return E @ compact
 
-    def restrict_qk(self, full: torch.Tensor, heads_per_machine: int,
-                    check: bool = True) -> torch.Tensor:
-        """Full per-head factors (..., H, W, k) -> compact (..., H, n_mu, k).
+    def restrict_local(self, full: torch.Tensor, heads_per_machine: int,
+                       check: bool = True) -> torch.Tensor:
+        """Full per-head read factors (..., H, W, k) -> compact (..., H, n_mu + n', k).
 
-        With check=True, raise if a head has nonzero rows outside its machine's columns."""
+        With check=True, raise if a head has nonzero rows outside its local columns."""
         E = self.embedding(heads_per_machine, full.dtype).to(full.device)
         compact = E.transpose(-1, -2) @ full
         if check and not torch.equal(E @ compact, full):
-            raise ValueError("a head's query/key factor has rows outside its machine's columns "
-                             "J_mu; the distributed regime only allows local attention")
+            raise ValueError("a head's query/key/value factor has rows outside its machine's "
+                             "columns J_mu and the shared columns; the distributed regime only "
+                             "allows local reads")
         return compact

@@ -1,8 +1,8 @@
 """Plain float64 reference forward: the layer of brief section 2 written literally.
 
 Loops over prompts, layers and heads; builds the full T x T scores and multiplies by the
-mask M (ones in the first d columns); embeds the distributed regime's compact query/key
-factors with an explicit loop over the machines' column blocks.  No products are
+mask M (ones in the first d columns); embeds the distributed regime's compact query/key/value
+factors with an explicit loop over each machine's local columns.  No products are
 precomputed and nothing is truncated, so the fast path in `transformer.py` can be held to
 it (tests: 1e-10 in float64).
 """
@@ -13,11 +13,12 @@ import numpy as np
 
 from eaglelab.models.config import ModelConfig
 
-__all__ = ["reference_layers", "reference_prediction", "full_qk_factor"]
+__all__ = ["reference_layers", "reference_prediction", "full_read_factor"]
 
 
-def full_qk_factor(compact: np.ndarray, config: ModelConfig, h: int) -> np.ndarray:
-    """Head h's query/key factor with W rows (the distributed one embedded on J_mu)."""
+def full_read_factor(compact: np.ndarray, config: ModelConfig, h: int) -> np.ndarray:
+    """Head h's query, key or value factor with W rows (the distributed one embedded on its
+    machine's columns J_mu followed by the n' shared columns)."""
     if config.regime != "distributed":
         return compact
     n_mu = config.n // config.machines
@@ -25,6 +26,8 @@ def full_qk_factor(compact: np.ndarray, config: ModelConfig, h: int) -> np.ndarr
     full = np.zeros((config.width, compact.shape[1]))
     for i in range(n_mu):
         full[mu * n_mu + i, :] = compact[i, :]
+    for j in range(config.n_prime):
+        full[config.n + j, :] = compact[n_mu + j, :]
     return full
 
 
@@ -42,9 +45,10 @@ def reference_layers(weights: dict[str, np.ndarray], config: ModelConfig, Z0: np
         for b, Z in enumerate(Zs):
             update = np.zeros_like(Z)
             for h in range(H):
-                Wq = full_qk_factor(weights["wq"][l, h], config, h)
-                Wk = full_qk_factor(weights["wk"][l, h], config, h)
-                Wv, Wp = weights["wv"][l, h], weights["wp"][l, h]
+                Wq = full_read_factor(weights["wq"][l, h], config, h)
+                Wk = full_read_factor(weights["wk"][l, h], config, h)
+                Wv = full_read_factor(weights["wv"][l, h], config, h)
+                Wp = weights["wp"][l, h]
                 Q = Z @ Wq
                 if "bq" in weights:
                     Q[:d] += weights["bq"][l, h, 0]

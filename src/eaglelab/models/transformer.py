@@ -55,15 +55,16 @@ FORMS = ("auto", "product", "factor")
 def param_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     """Shapes (per seed) of the stored parameters, in the order of the flat vector theta.
 
-    wq, wk: (L, H, qk_rows, qk_width) - compact (n/M rows) in the distributed regime;
-    wv, wp: (L, H, W, vp_width); bq (estimation only): (L, H, 2, qk_width), the query biases
-    of the first d and the last d' tokens.
+    wq, wk: (L, H, read_rows, qk_width); wv: (L, H, read_rows, vp_width) - compact
+    (n/M + n' local rows) in the distributed regime; wp: (L, H, W, vp_width); bq
+    (estimation only): (L, H, 2, qk_width), the query biases of the first d and the last d'
+    tokens.
     """
     L, H = config.layers, config.total_heads
     shapes = {
-        "wq": (L, H, config.qk_rows, config.qk_width),
-        "wk": (L, H, config.qk_rows, config.qk_width),
-        "wv": (L, H, config.width, config.vp_width),
+        "wq": (L, H, config.read_rows, config.qk_width),
+        "wk": (L, H, config.read_rows, config.qk_width),
+        "wv": (L, H, config.read_rows, config.vp_width),
         "wp": (L, H, config.width, config.vp_width),
     }
     if config.regime == "estimation":
@@ -185,11 +186,12 @@ class LinearTransformer(nn.Module):
                 for name, (a, b) in self.offsets.items()}
 
     def full_factors(self, theta: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Parameters with the query/key factors embedded to full W rows (K, L, H, W, k)."""
+        """Parameters with the read factors (query, key, value) embedded to full W rows
+        (K, L, H, W, k)."""
         p = dict(self.params(theta))
         if self.layout is not None:
-            p["wq"] = self.layout.embed_qk(p["wq"], self.config.heads)
-            p["wk"] = self.layout.embed_qk(p["wk"], self.config.heads)
+            for name in ("wq", "wk", "wv"):
+                p[name] = self.layout.embed_local(p[name], self.config.heads)
         return p
 
     def products(self, theta: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

@@ -58,8 +58,9 @@ class EstimationTaskConfig:
 class TrainConfig:
     """Optimisation, data, evaluation, robustness and bookkeeping of a training run.
 
-    Paper recipe: Adam, lr 1e-3 constant, batch 1024, 20,000 steps, global grad-norm clip
-    0.1 (per seed), a fresh batch every step.
+    Paper recipe (the defaults): Adam, lr 1e-3 constant, batch 1024, 20,000 steps, global
+    grad-norm clip 0.1 (per seed), a fresh batch every step, no step skipped unless its loss
+    or gradient is non-finite.
     """
 
     lr: float = 1e-3
@@ -77,16 +78,17 @@ class TrainConfig:
     eval_every: int = 500
     log_every: int = 100
     checkpoint_every: int = 1000
-    # loss > factor * running median (or non-finite): skip.  Batch losses are heavy-tailed
-    # (rare prompts with a large ||A||_2); clipping already bounds every update, so only a
-    # real blow-up is skipped: a factor of 10 skipped ~10% of steps and starved the model
-    # of exactly the prompts it must learn to handle.
+    # a spike: loss > spike_factor * running median (or non-finite); always counted.  The
+    # paper's recipe applies every finite step; spike_guard=True (opt-in, ours) skips spike
+    # steps and rolls back after spike_patience consecutive skips
+    spike_guard: bool = False
     spike_factor: float = 100.0
     spike_window: int = 200       # running median over the last accepted losses
     spike_warmup: int = 50        # accepted steps before the ratio test is active
-    spike_patience: int = 3       # consecutive skipped steps -> roll back to last checkpoint
+    spike_patience: int = 3       # consecutive skipped steps -> roll back (guard only)
     prune_to: int = 0             # 0: no pruning; else heads per layer (per machine) kept
     prune_at: int = 0             # step at which pruning happens (then fine-tune)
+    val_seed: int = 7654321       # validation batch pruning selects on (eval_size tasks)
     dtype: str = "float32"
     threads: int = 0              # torch intra-op threads; 0 leaves torch's default
     fused: bool = True            # fused kernel with hand-written backward
@@ -100,7 +102,8 @@ class TrainConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"train.{name} must be a positive integer, got {v!r}")
-        for name in ("steps", "prune_to", "prune_at", "threads", "spike_warmup", "seed"):
+        for name in ("steps", "prune_to", "prune_at", "threads", "spike_warmup", "seed",
+                     "val_seed"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"train.{name} must be a non-negative integer, got {v!r}")
@@ -228,6 +231,9 @@ def resolve_config(regime: str, seeds: int, steps: int | None = None,
     if train.prune_to and train.prune_to >= model.heads:
         raise ValueError(f"train.prune_to={train.prune_to} must be smaller than model.heads="
                          f"{model.heads} (or 0 for no pruning)")
+    if train.prune_to and train.val_seed == train.eval_seed:
+        raise ValueError("train.val_seed must differ from train.eval_seed: pruning selects on "
+                         "the validation batch, the evaluation set only measures")
     if train.prune_to and train.prune_at >= train.steps:
         raise ValueError(f"train.prune_at={train.prune_at} must be before the last step "
                          f"({train.steps})")

@@ -1,17 +1,21 @@
-"""The training loop: vectorised seeds, per-seed Adam and clipping, spike guard, resume.
+"""The training loop: vectorised seeds, per-seed Adam and clipping, spike counting, resume.
 
 Reading order: `Trainer.run` is the whole story - draw a batch per seed, per-seed loss,
 one backward for all seeds (the seeds' losses are summed, so each seed's gradient is its
-own), per-seed global-norm clipping, spike guard, per-seed Adam, then logging, evaluation
+own), per-seed global-norm clipping, spike check, per-seed Adam, then logging, evaluation
 and checkpoints.  Every per-seed operation acts row by row on (K, P) tensors, so a K-seed
 run follows the same arithmetic as K single-seed runs.
 
-Spike guard (the paper sees loss spikes when ||A||_2 is atypically large).  A seed's step is
-*skipped* (no parameter or Adam update) when its loss or gradient is non-finite, or, once
-`spike_warmup` steps were accepted, when its loss exceeds `spike_factor` times the median
-of its last `spike_window` accepted losses.  After `spike_patience` consecutive skips the
-seed is *rolled back* to its state at the last checkpoint (weights and Adam state; the data
-stream moves on, so it sees fresh batches).  Both are counted per seed and logged.
+Spikes (the paper sees loss spikes when ||A||_2 is atypically large).  A seed's step is a
+*spike* when its loss or gradient is non-finite, or, after `spike_warmup` steps, when its
+loss exceeds `spike_factor` times the median of its last `spike_window` losses.  Spikes are
+counted per seed and logged in every run.  The paper's recipe (the default,
+`spike_guard=False`) applies every finite step - spikes included - and skips only a step
+whose loss or gradient is non-finite (such a step has no defined update; it is counted as
+skipped).  With the opt-in guard (`spike_guard=True`) a spike step is *skipped* (no
+parameter or Adam update) and after `spike_patience` consecutive skips the seed is *rolled
+back* to its state at the last checkpoint (weights and Adam state; the data stream moves
+on, so it sees fresh batches); skips and rollbacks are counted too.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from eaglelab.models import LinearTransformer
+from eaglelab.models import LinearTransformer, prune_heads
 from eaglelab.train.checkpoint import (
     CHECKPOINT,
     MODEL,
@@ -95,19 +99,23 @@ class FlatAdam:
 
 
 class SpikeGuard:
-    """Per-seed running median of accepted losses, skip and rollback decisions."""
+    """Per-seed running median of losses, spike counts and (with `skip`) skip and rollback
+    decisions.  skip=False is the paper's recipe: only non-finite steps are not applied."""
 
-    def __init__(self, K: int, window: int, factor: float, warmup: int, patience: int) -> None:
-        self.factor, self.warmup, self.patience = factor, warmup, patience
+    def __init__(self, K: int, window: int, factor: float, warmup: int, patience: int,
+                 skip: bool = False) -> None:
+        self.factor, self.warmup, self.patience, self.skip = factor, warmup, patience, skip
         self.buf = torch.full((K, window), math.nan, dtype=torch.float64)
         self.pos = torch.zeros(K, dtype=torch.int64)
         self.filled = torch.zeros(K, dtype=torch.int64)
         self.consec = torch.zeros(K, dtype=torch.int64)
+        self.spikes = torch.zeros(K, dtype=torch.int64)
         self.skipped = torch.zeros(K, dtype=torch.int64)
         self.rollbacks = torch.zeros(K, dtype=torch.int64)
 
-    def check(self, loss: torch.Tensor, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(accept, rollback) masks (K,) for this step's losses and gradients."""
+    def check(self, loss: torch.Tensor, grad: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(accept, rollback, spike) masks (K,) for this step's losses and gradients."""
         loss = loss.detach().to(torch.float64)
         finite = torch.isfinite(loss) & torch.isfinite(grad).all(dim=1)
         spike = ~finite
@@ -115,19 +123,20 @@ class SpikeGuard:
         if bool(active.any()):
             med = torch.nanmedian(self.buf, dim=1).values
             spike |= active & (loss > self.factor * med)
-        accept = ~spike
+        accept = ~spike if self.skip else finite
         if bool(accept.any()):
             rows = accept.nonzero().flatten()
             self.buf[rows, self.pos[rows]] = loss[rows]
             self.pos[rows] = (self.pos[rows] + 1) % self.buf.shape[1]
             self.filled[rows] += 1
-        self.consec = torch.where(spike, self.consec + 1, torch.zeros_like(self.consec))
-        self.skipped += spike.to(torch.int64)
-        rollback = self.consec >= self.patience
+        self.spikes += spike.to(torch.int64)
+        self.consec = torch.where(~accept, self.consec + 1, torch.zeros_like(self.consec))
+        self.skipped += (~accept).to(torch.int64)
+        rollback = (self.consec >= self.patience) & self.skip
         if bool(rollback.any()):
             self.consec[rollback] = 0
             self.rollbacks += rollback.to(torch.int64)
-        return accept, rollback
+        return accept, rollback, spike
 
     def reset(self, rows: torch.Tensor) -> None:
         """Forget the loss history of the seeds in `rows` (after a rollback): the restored
@@ -137,14 +146,15 @@ class SpikeGuard:
         self.pos[rows] = 0
         self.filled[rows] = 0
 
-    _FIELDS = ("buf", "pos", "filled", "consec", "skipped", "rollbacks")
+    _FIELDS = ("buf", "pos", "filled", "consec", "spikes", "skipped", "rollbacks")
 
     def state(self) -> dict[str, torch.Tensor]:
         return {f"spike_{k}": getattr(self, k) for k in self._FIELDS}
 
     def load(self, tensors: dict[str, torch.Tensor]) -> None:
         for k in self._FIELDS:
-            getattr(self, k).copy_(tensors[f"spike_{k}"])
+            if f"spike_{k}" in tensors:     # checkpoints before spike counting lack "spikes"
+                getattr(self, k).copy_(tensors[f"spike_{k}"])
 
 
 @dataclass
@@ -172,16 +182,21 @@ class Trainer:
         self.adam = FlatAdam(self.model.theta.data, tc.lr, (tc.beta1, tc.beta2), tc.eps)
         K = len(config.seeds)
         self.guard = SpikeGuard(K, tc.spike_window, tc.spike_factor, tc.spike_warmup,
-                                tc.spike_patience)
+                                tc.spike_patience, skip=tc.spike_guard)
         self.stream = BatchStream(config.task, config.seeds, tc.batch, dtype=self.dtype,
                                   sampler=tc.sampler, prefetch=tc.prefetch)
         X_eval = evaluation_set(config.task, tc.eval_size, tc.eval_seed, dtype=self.dtype)
         self.eval_Z0, self.eval_D = split_prompt(X_eval, config.model.d, config.model.n)
         self.zero_mse = float(self.eval_D.double().square().mean())
+        if tc.prune_to:    # the validation batch pruning selects on
+            X_val = evaluation_set(config.task, tc.eval_size, tc.val_seed, dtype=self.dtype)
+            self.val_Z0, self.val_D = split_prompt(X_val, config.model.d, config.model.n)
         self.step = 0
         self.acc_loss = torch.zeros(K, dtype=torch.float64)
         self.acc_n = torch.zeros(K, dtype=torch.int64)
         self.acc_skipped = torch.zeros(K, dtype=torch.int64)
+        self.acc_spikes = torch.zeros(K, dtype=torch.int64)
+        self.interval: list[torch.Tensor] = []   # this log interval's losses (NaN: not applied)
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.timing_path = self.run_dir / "timing.jsonl"
         self.snapshot = self._state_rows()
@@ -210,7 +225,8 @@ class Trainer:
         tensors = {"theta": self.model.theta, "head_mask": self.model.head_mask,
                    **self.adam.state(), **self.guard.state(),
                    "acc_loss": self.acc_loss, "acc_n": self.acc_n,
-                   "acc_skipped": self.acc_skipped}
+                   "acc_skipped": self.acc_skipped, "acc_spikes": self.acc_spikes,
+                   "interval_losses": self._interval_tensor()}
         for k, s in enumerate(self.stream.get_state()):
             tensors[f"rng_{k}"] = s
         meta = {"config": self.config.to_json(), "step": str(self.step),
@@ -233,6 +249,9 @@ class Trainer:
         self.acc_loss.copy_(tensors["acc_loss"])
         self.acc_n.copy_(tensors["acc_n"])
         self.acc_skipped.copy_(tensors["acc_skipped"])
+        if "acc_spikes" in tensors:
+            self.acc_spikes.copy_(tensors["acc_spikes"])
+        self.interval = list(tensors["interval_losses"]) if "interval_losses" in tensors else []
         self.stream.set_state([tensors[f"rng_{k}"] for k in range(len(self.config.seeds))])
         self.step = int(meta["step"])
         offset = int(meta["metrics_offset"])
@@ -273,41 +292,39 @@ class Trainer:
             "ratio": (mse / self.zero_mse).tolist(),
             "median_mse": per.median(dim=1).values.tolist(), "heads": self.model.config.heads})
 
+    def _interval_tensor(self) -> torch.Tensor:
+        K = self.acc_loss.shape[0]
+        return (torch.stack(self.interval) if self.interval
+                else torch.zeros(0, K, dtype=torch.float64))
+
     def _log_train(self) -> None:
         n = self.acc_n.clamp(min=1).double()
         loss = torch.where(self.acc_n > 0, self.acc_loss / n,
                            torch.full_like(self.acc_loss, math.nan))
+        median = torch.nanmedian(self._interval_tensor(), dim=0).values
+        self.interval = []
         self._write(self.metrics_path, {
             "kind": "train", "step": self.step, "loss": loss.tolist(),
+            "loss_median": median.tolist(),
             "skipped": self.acc_skipped.tolist(), "skipped_total": self.guard.skipped.tolist(),
+            "spikes": self.acc_spikes.tolist(), "spikes_total": self.guard.spikes.tolist(),
             "rollbacks_total": self.guard.rollbacks.tolist()})
         self.acc_loss.zero_()
         self.acc_n.zero_()
         self.acc_skipped.zero_()
+        self.acc_spikes.zero_()
 
     # pruning --------------------------------------------------------------------------
     @torch.no_grad()
     def prune(self, keep_per_group: int) -> torch.Tensor:
-        """Keep, per seed and layer (per machine in the distributed regime), the heads
-        whose removal raises the held-out loss most; Adam moments follow the kept heads.
-        Returns keep (K, L, H')."""
+        """Prune every seed greedily (`models.prune_heads`) to `keep_per_group` heads per
+        layer (per machine in the distributed regime) by the loss on the run's VALIDATION
+        batch (`val_seed`; neither the evaluation set of the training curves nor any batch
+        extraction reports on); Adam moments follow the kept heads.  Returns keep (K, L, H')."""
         model = self.model
-        c = model.config
-        K, L, H = model.num_seeds, c.layers, c.total_heads
-        scores = torch.zeros(K, L, H, dtype=torch.float64)
-        base_mask = model.head_mask.clone()
-        for l in range(L):
-            for h in range(H):
-                model.head_mask.copy_(base_mask)
-                model.head_mask[:, l, h] = 0
-                scores[:, l, h] = self.evaluate(model)
-        model.head_mask.copy_(base_mask)
-        group = c.heads  # heads per machine (or per layer)
-        G = H // group
-        s = scores.view(K, L, G, group)
-        top = torch.topk(s, keep_per_group, dim=-1).indices.sort(dim=-1).values
-        keep = (top + torch.arange(G).view(1, 1, G, 1) * group).view(K, L, G * keep_per_group)
-        new = model.select_heads(keep)
+        pr = prune_heads(model, self.val_Z0, self.val_D.to(model.theta.dtype),
+                         keep=keep_per_group)
+        keep, new = pr.keep, pr.model
         m = model.gather_heads(self.adam.m, keep, new)
         v = model.gather_heads(self.adam.v, keep, new)
         count = self.adam.count.clone()
@@ -317,7 +334,9 @@ class Trainer:
         self.adam.count.copy_(count)
         self.snapshot = self._state_rows()
         self._write(self.metrics_path, {"kind": "prune", "step": self.step,
-                                        "keep": keep.tolist(), "scores": scores.tolist()})
+                                        "keep": keep.tolist(), "val_seed": self.config.train.val_seed,
+                                        "loss_before": pr.loss_before,
+                                        "loss_after": pr.loss_after, "history": pr.history})
         return keep
 
     def _loss_fn(self):
@@ -332,8 +351,9 @@ class Trainer:
             self._loss_model = model
         return self._loss
 
-    def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimisation step for every seed: returns (loss (K,) float64, accepted (K,))."""
+    def train_step(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One optimisation step for every seed: returns (loss (K,) float64, accepted (K,),
+        spike (K,))."""
         tc = self.config.train
         X = self.stream.next()
         Z0, D = split_prompt(X, self.config.model.d, self.config.model.n, inplace=True)
@@ -342,7 +362,7 @@ class Trainer:
         loss = self._loss_fn()(Z0, D)
         loss.sum().backward()
         grad = theta.grad
-        accept, rollback = self.guard.check(loss, grad)
+        accept, rollback, spike = self.guard.check(loss, grad)
         clip_per_seed(grad, tc.clip)
         self.adam.step(theta.data, grad, accept)
         if bool(rollback.any()):
@@ -350,7 +370,7 @@ class Trainer:
             self.guard.reset(rollback)
         lossd = loss.detach().double()
         del loss  # frees the saved activations before the next batch is drawn
-        return lossd, accept
+        return lossd, accept, spike
 
     # the loop -------------------------------------------------------------------------
     def run(self) -> None:
@@ -365,10 +385,12 @@ class Trainer:
             if (tc.prune_to and self.step == tc.prune_at
                     and self.model.config.heads > tc.prune_to):
                 self.prune(tc.prune_to)
-            lossd, accept = self.train_step()
+            lossd, accept, spike = self.train_step()
             self.acc_loss += torch.where(accept, lossd, torch.zeros_like(lossd))
             self.acc_n += accept.to(torch.int64)
             self.acc_skipped += (~accept).to(torch.int64)
+            self.acc_spikes += spike.to(torch.int64)
+            self.interval.append(torch.where(accept, lossd, torch.full_like(lossd, math.nan)))
             self.step += 1
             if self.step % tc.log_every == 0 or self.step == total:
                 self._log_train()

@@ -1,9 +1,12 @@
-"""Greedy head pruning by validation loss (brief section 3, step 1).
+"""Greedy head pruning by validation loss (brief section 3, step 1): the one pruning
+procedure, used by training (`train.prune_to` / `prune_at`, then fine-tuning) and by
+extraction of a multi-head model.
 
 Every seed is pruned independently but all seeds are evaluated in one batched forward:
 at each step, for every remaining removable head, mask it and measure the validation loss;
 each seed removes the head whose removal hurts least.  Stops at `keep` heads per layer (per
-machine in the distributed regime).  The loss after every removal is recorded.
+machine in the distributed regime).  The loss after every removal is recorded.  The caller
+passes a VALIDATION batch (Z0, D): what pruning selects on must never be what is reported.
 """
 
 from __future__ import annotations
@@ -18,17 +21,20 @@ __all__ = ["PruneResult", "prune_heads"]
 @dataclass
 class PruneResult:
     model: object                                     # the pruned LinearTransformer
-    loss_before: list[float]                          # per seed
+    keep: torch.Tensor                                # (K, L, H') kept head indices
+    loss_before: list[float]                          # per seed, on the validation batch
     loss_after: list[float]
     history: list[list[dict]] = field(default_factory=list)  # per seed: removals in order
 
     def to_dict(self) -> dict:
         return {"loss_before": self.loss_before, "loss_after": self.loss_after,
-                "history": self.history}
+                "history": self.history, "keep": self.keep.tolist()}
 
 
 @torch.no_grad()
 def prune_heads(model, Z0: torch.Tensor, D: torch.Tensor, keep: int = 1) -> PruneResult:
+    """Prune every seed of `model` greedily to `keep` heads per layer (and machine) by the
+    loss on the validation batch (Z0 (B, T, W), D (B, d', n')); the model is not changed."""
     c = model.config
     K, L, H = model.num_seeds, c.layers, c.total_heads
     groups = c.machines if c.regime == "distributed" else 1
@@ -79,4 +85,4 @@ def prune_heads(model, Z0: torch.Tensor, D: torch.Tensor, keep: int = 1) -> Prun
                        for k in range(K)])
     pruned = model.select_heads(idx)
     after = pruned.loss(Z0, D).tolist()
-    return PruneResult(pruned, base, after, history)
+    return PruneResult(pruned, idx, base, after, history)
