@@ -253,7 +253,9 @@ def extract(model, task, *, val_size: int = 1024, seed: int = HELD_OUT_SEED,
     A model with more than `prune_to` heads per layer (machine) is first pruned greedily on
     the validation batch (VALIDATION_SEED); every reported measure is on the test batch
     (`seed`, default HELD_OUT_SEED, val_size tasks), the norms on a calibration batch
-    (seed + 1).  The three batches are disjoint draws."""
+    (seed + 1).  The three batches are disjoint draws.  A model with per-prompt
+    normalisation (`ModelConfig.normalise`) is extracted on the scaled problems its layers
+    solve (c Z0, c D), so its MSEs are in those units."""
     if seed in (VALIDATION_SEED, VALIDATION_SEED - 1):
         raise ValueError(f"seed={seed}: the test batch (and its calibration batch seed + 1) "
                          f"must not be the validation batch {VALIDATION_SEED}")
@@ -271,6 +273,9 @@ def extract(model, task, *, val_size: int = 1024, seed: int = HELD_OUT_SEED,
         model, prune = pr.model, pr.to_dict()
     Z0, D = held_out(task, val_size, seed)
     Zc, _ = held_out(task, val_size, seed + 1)          # calibration batch for the norms
+    if c.normalise != "none":   # the layers solve the scaled problems: extract on those
+        s0 = model.prompt_scale(Z0)[:, None, None]
+        Z0, D, Zc = Z0 * s0, D * s0, Zc * model.prompt_scale(Zc)[:, None, None]
     inside = inputs_in_range(Z0, Zc, c.d, c.n)          # fixed from the prompts alone
     if inside.mean() < 0.5:
         warnings.warn(f"only {int(inside.sum())} of {len(inside)} test tasks have an input "

@@ -42,6 +42,11 @@ class ModelConfig:
     machines : number M of machines of the distributed regime (must divide n); ignored
         elsewhere.
     init_std : standard deviation of the i.i.d. Gaussian initialisation of every factor.
+    normalise : per-prompt normalisation (ours, `tasks.scale`; the paper has none): "none",
+        or "frobenius" / "power" - every prompt is scaled so that that estimate of ||A||
+        equals `norm_target` before the layers, and the prediction is scaled back.
+    norm_target : the estimate a normalised prompt is brought to (e.g.
+        `tasks.scale.training_median(task, method)` for a model trained without it).
     """
 
     regime: str = "unconstrained"
@@ -54,6 +59,8 @@ class ModelConfig:
     r: int = 5
     machines: int = 3
     init_std: float = 0.02
+    normalise: str = "none"
+    norm_target: float = 1.0
 
     def __post_init__(self) -> None:
         if self.regime not in REGIMES:
@@ -72,6 +79,13 @@ class ModelConfig:
                              f"{[m for m in range(1, self.n + 1) if self.n % m == 0]}")
         if not (self.init_std > 0 and self.init_std < float("inf")):
             raise ValueError(f"init_std must be a positive finite number, got {self.init_std}")
+        from eaglelab.tasks.scale import METHODS
+
+        if self.normalise not in METHODS:
+            raise ValueError(f"normalise={self.normalise!r} is not known; use one of {METHODS}")
+        if not (self.norm_target > 0 and self.norm_target < float("inf")):
+            raise ValueError(f"norm_target must be a positive finite number, got "
+                             f"{self.norm_target}")
 
     # derived sizes -------------------------------------------------------------------
     @property
@@ -124,3 +138,6 @@ class ModelConfig:
 
     def with_heads(self, heads: int) -> ModelConfig:
         return ModelConfig(**{**self.to_dict(), "heads": heads})
+
+    def with_normalisation(self, method: str, target: float = 1.0) -> ModelConfig:
+        return ModelConfig(**{**self.to_dict(), "normalise": method, "norm_target": target})

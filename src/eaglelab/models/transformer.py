@@ -37,6 +37,7 @@ is the plain float64 loop transcription the tests hold this path to.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
@@ -46,6 +47,7 @@ from torch import nn
 from eaglelab.models._fused import fused_loss
 from eaglelab.models.config import ModelConfig
 from eaglelab.models.layout import DistributedLayout
+from eaglelab.tasks.scale import prompt_scale
 
 __all__ = ["LinearTransformer", "param_shapes", "read_out"]
 
@@ -309,22 +311,37 @@ class LinearTransformer(nn.Module):
                              f"{tuple(Z0.shape)}")
         return Z0.to(self.theta.dtype).contiguous()
 
+    def prompt_scale(self, Z0: torch.Tensor) -> torch.Tensor:
+        """The per-prompt factor c (...,) the model multiplies its prompts by (1 without
+        normalisation; `ModelConfig.normalise`, `tasks.scale`)."""
+        c = self.config
+        return prompt_scale(Z0, c.d, c.n, c.normalise, c.norm_target)
+
     def forward(self, Z0: torch.Tensor, theta: torch.Tensor | None = None) -> torch.Tensor:
         """Prediction (K, B, d', n') = -Z_L[d:, n:] for prompts Z0 (B, T, W) shared by all
-        seeds or (K, B, T, W) per seed.  The prompt's D slot is used as given (normally 0)."""
+        seeds or (K, B, T, W) per seed.  The prompt's D slot is used as given (normally 0).
+        With normalisation the layers run on c Z0 and the prediction is divided by c."""
         c = self.config
         Z = self._as_batch(Z0)
+        scale = None
+        if c.normalise != "none":
+            scale = self.prompt_scale(Z)[..., None, None]
+            Z = Z * scale
         prep = self._prepare(theta)
         for l in range(c.layers - 1):
             Z = Z + self._layer(Z, prep, l, last=False)
         upd = self._layer(Z, prep, c.layers - 1, last=True)
-        return -(Z[:, :, c.d:, c.n:] + upd)
+        pred = -(Z[:, :, c.d:, c.n:] + upd)
+        return pred if scale is None else pred / scale
 
     def layer_outputs(self, Z0: torch.Tensor, theta: torch.Tensor | None = None
                       ) -> list[torch.Tensor]:
         """[Z_0, Z_1, ..., Z_L], each (K, B, T, W): every layer's full activations (the D
-        slot holds minus the running prediction)."""
+        slot holds minus the running prediction).  With normalisation these are the
+        activations of the scaled prompts c Z0 the layers see (Z_0 = c Z0)."""
         Z = self._as_batch(Z0)
+        if self.config.normalise != "none":
+            Z = Z * self.prompt_scale(Z)[..., None, None]
         prep = self._prepare(theta)
         out = [Z]
         for l in range(self.config.layers):
@@ -335,19 +352,23 @@ class LinearTransformer(nn.Module):
     def loss(self, Z0: torch.Tensor, D: torch.Tensor, theta: torch.Tensor | None = None,
              fused: bool = True, chunk: int = 1024) -> torch.Tensor:
         """Per-seed MSE (K,) between the prediction and the true D ((B, d', n') or
-        (K, B, d', n')).
+        (K, B, d', n')).  With normalisation it is the MSE of the scaled problem the layers
+        solve, (c Z0, c D) with c held constant - the training loss of a normalised model.
 
         fused=True evaluates it with the fused Gram-form kernel and its hand-written
         backward (`_fused.py`, the training path); fused=False through `forward` and
         autograd.  `chunk` is the fused kernel's batch chunk (cache locality only)."""
-        if not fused:
-            err = self.forward(Z0, theta) - D.to(self.theta.dtype)
-            return err.square().mean(dim=(1, 2, 3))
         c = self.config
         Z = self._as_batch(Z0)
         D = D.to(self.theta.dtype)
         if D.dim() == 3:
             D = D.unsqueeze(0).expand(self.num_seeds, *D.shape)
+        if c.normalise != "none":
+            scale = self.prompt_scale(Z)[..., None, None]
+            Z, D = Z * scale, D * scale
+        if not fused:
+            err = self._unnormalised().forward(Z, theta) - D
+            return err.square().mean(dim=(1, 2, 3))
         prep = self._prepare(theta, ("product", "product"))
         G, V, bias = prep["qk"], prep["vp"], prep.get("bias")
         # one seed at a time: the K seeds share no work, and a single seed's activations
@@ -356,6 +377,14 @@ class LinearTransformer(nn.Module):
                              None if bias is None else bias[k:k + 1], c.d, c.n, chunk)
                   for k in range(Z.shape[0])]
         return losses[0] if len(losses) == 1 else torch.cat(losses)
+
+    def _unnormalised(self) -> LinearTransformer:
+        """self, or a view of its weights without normalisation (shares theta)."""
+        if self.config.normalise == "none":
+            return self
+        plain = copy.copy(self)
+        plain.config = self.config.with_normalisation("none")
+        return plain
 
     # seeds and heads -----------------------------------------------------------------
     def seed_slice(self, k: int | Sequence[int]) -> LinearTransformer:

@@ -2,9 +2,10 @@
 
 A run is (regime, seeds, model, task, train).  Every field can be overridden from the CLI
 with ``section.field=value`` (or ``field=value`` when the name is unique across sections);
-unknown keys raise.  The block sizes (n, d, n', d') live in the task section and the model
-takes them from there.  The resolved config is saved as JSON in every run folder and inside
-every checkpoint.
+unknown keys raise.  With ``model.normalise`` set and no ``model.norm_target``, the target
+is the training distribution's median estimate (`tasks.scale.training_median`).  The block
+sizes (n, d, n', d') live in the task section and the model takes them from there.  The
+resolved config is saved as JSON in every run folder and inside every checkpoint.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 
 from eaglelab.models.config import REGIMES, ModelConfig
+from eaglelab.tasks.scale import training_median
 from eaglelab.tasks.training import TrainingTaskConfig
 
 __all__ = ["TrainConfig", "EstimationTaskConfig", "RunConfig", "resolve_config",
@@ -223,8 +225,13 @@ def resolve_config(regime: str, seeds: int, steps: int | None = None,
                 "train": {f.name: f.default for f in fields(TrainConfig)}}
     if steps is not None:
         sections["train"]["steps"] = steps
+    sections["model"]["norm_target"] = 0.0      # 0: "the training median" unless set
     apply_overrides(sections, overrides or {})
     task = task_cls(**sections["task"])
+    if sections["model"]["norm_target"] == 0.0:
+        method = sections["model"]["normalise"]
+        sections["model"]["norm_target"] = (1.0 if method == "none" or regime == "estimation"
+                                            else training_median(task, method))
     train = TrainConfig(**sections["train"])
     model = ModelConfig(regime=regime, n=task.n, d=task.d, n_prime=task.n_prime,
                         d_prime=task.d_prime, **sections["model"])
