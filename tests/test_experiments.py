@@ -345,6 +345,25 @@ def test_fidelity_quick_extraction_tracks_the_model_in_every_regime(out_dir):
     assert controls == ["agrees"] * 3
 
 
+def test_unified_quick_scores_every_family_with_and_without_normalisation(out_dir):
+    """Quick mode, the same cached runs as `layers` / `fidelity`: every family is scored for
+    the model and its algorithm, plain and normalised, against predicting zero."""
+    from eaglelab.experiments.unified import FAMILIES
+
+    res = result("unified", out_dir)
+    for regime, v in res["data"]["regimes"].items():
+        med = v["median"]
+        assert set(med) == set(FAMILIES)
+        for f in FAMILIES:
+            assert set(med[f]) == {"zero", "model", "model normalised", "algorithm",
+                                   "algorithm normalised"}
+        # the trained family: far better than predicting zero, with or without rescaling
+        t = med["training"]
+        assert t["model"]["median"] < 0.3 * t["zero"]["median"], (regime, t)
+        assert t["model normalised"]["median"] < 0.3 * t["zero"]["median"], (regime, t)
+    assert len(res["claims"]) == 9 and all(c["paper"] for c in res["claims"])
+
+
 # ------------------------------------------------------------------------------ distributed
 
 

@@ -42,6 +42,7 @@ __all__ = [
 EXPERIMENTS: dict[str, str] = {
     "layers": "eaglelab.experiments.layers",
     "fidelity": "eaglelab.experiments.fidelity",
+    "unified": "eaglelab.experiments.unified",
     "centralized": "eaglelab.experiments.centralized",
     "distributed": "eaglelab.experiments.distributed",
     "sketched": "eaglelab.experiments.sketched",
