@@ -64,7 +64,15 @@ def _case(cfg: Config, M: int, alpha: float, seed: int) -> dict:
             "floats_per_round_per_rank": comm["floats_per_round_per_rank"],
             "expected_floats": comm["expected_floats_per_round"],
             "eagle_bytes_per_round": comm["bytes_per_round_per_rank"] * M,
-            "wall_seconds": e.info.get("wall_seconds")}
+            "wall_seconds": e.info.get("wall_seconds"),
+            "eagle_curve": _thin(e.history.error), "gd_curve": _thin(g.history.error)}
+
+
+def _thin(errors, points: int = 120) -> dict[str, list]:
+    """(round, error) pairs at about `points` log-spaced rounds (the first and last kept)."""
+    err = [float(x) for x in errors]
+    idx = np.unique(np.geomspace(1, len(err), min(points, len(err))).astype(int)) - 1
+    return {"round": [int(i) + 1 for i in idx], "error": [err[i] for i in idx]}
 
 
 def run(cfg: Config, ctx: Context) -> ExperimentResult:
@@ -131,11 +139,13 @@ def run(cfg: Config, ctx: Context) -> ExperimentResult:
                             captions={"distributed.png": "Rounds to the target against M "
                                       "(alpha = 1) and against alpha (M = "
                                       f"{cfg.alpha_workers}); GD points at the cap did not "
-                                      "reach the target."})
+                                      "reach the target.  Right: relative error against "
+                                      "rounds for EAGLE (solid) and distributed GD (dotted), "
+                                      "one seed per alpha; dashed: the target."})
 
 
 def _plot(ctx: Context, cfg: Config, m_rows: list[dict], a_rows: list[dict]) -> None:
-    fig, axes = cm.figure(2, 1, width=4.8, height=3.6)
+    fig, axes = cm.figure(3, 1, width=4.8, height=3.6)
     ax = axes[0, 0]
     ax.semilogy([r["M"] for r in m_rows], [r["eagle_rounds"] for r in m_rows], "o-",
                 label="EAGLE (multi-process)")
@@ -151,4 +161,18 @@ def _plot(ctx: Context, cfg: Config, m_rows: list[dict], a_rows: list[dict]) -> 
     ax.set(xlabel="1 / alpha", ylabel=f"rounds to {cfg.target:g}",
            title=f"M = {cfg.alpha_workers}")
     ax.legend(fontsize=8)
+    ax = axes[0, 2]          # error against rounds, the first seed of each alpha at M = alpha_workers
+    seen = set()
+    for i, r in enumerate(a_rows):
+        if r["alpha"] in seen:
+            continue
+        seen.add(r["alpha"])
+        ax.loglog(r["eagle_curve"]["round"], r["eagle_curve"]["error"], "-", color=f"C{i}",
+                  label=f"EAGLE, alpha {r['alpha']:.2g}")
+        ax.loglog(r["gd_curve"]["round"], r["gd_curve"]["error"], ":", color=f"C{i}",
+                  label=f"GD, alpha {r['alpha']:.2g}")
+    ax.axhline(cfg.target, color="k", lw=0.8, ls="--")
+    ax.set(xlabel="round", ylabel="relative error of D", title=f"error vs rounds, M = "
+           f"{cfg.alpha_workers}")
+    ax.legend(fontsize=6, ncol=2)
     ctx.save_figure(fig, "distributed")

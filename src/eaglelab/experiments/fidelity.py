@@ -60,7 +60,7 @@ def make_config(quick: bool = False, seeds: int | None = None, **overrides: Any)
 
 def run(cfg: Config, ctx: Context) -> ExperimentResult:
     from eaglelab.extract import extract
-    from eaglelab.extract.report import sketch_figure, weights_figure
+    from eaglelab.extract.report import head_weights_figure, sketch_figure, weights_figure
 
     data: dict[str, Any] = {"regimes": {}, "pruning": {}, "controls": {}}
     one_head = {}
@@ -74,6 +74,8 @@ def run(cfg: Config, ctx: Context) -> ExperimentResult:
         ctx.save_figure(weights_figure(ex), f"weights_{regime}")
         if regime == "compute-limited":
             ctx.save_figure(sketch_figure(ex), "sketch")
+        if regime == "distributed":
+            ctx.save_figure(head_weights_figure(ex), "weights_distributed_heads")
     for regime in ctx.track(REGIMES if cfg.heads > 1 else (), "pruning"):
         from eaglelab.train import select_seeds
 
@@ -474,10 +476,17 @@ CAPTIONS = {
                     "MSE (dashed), both over the test tasks with an input norm in range; dotted: the paper's "
                     "bound 6e-4, "
                     "three regimes (Tables 1/3).",
-    "scaling.png": "Learned steps -a1 a2 (top) and -a1 a3 (bottom) against 1/N_l, N_l the "
-                   "batch-max ||A_l||^2, numbered by layer, one colour per seed; dashed: the "
+    "scaling.png": "Learned steps -a1 a2 (top) and -a1 a3 (bottom) against 1/N_l on log-log "
+                   "axes (a line of slope 1 is a constant over N_l), N_l the batch-max "
+                   "||A_l||^2, numbered by layer, one colour per seed; red dotted: the paper's "
+                   "eta = 1, gamma = 1.9; dashed: the "
                    "fitted eta and gamma; hollow: the last layer's A step, which no read-out "
                    "sees and the eta fit leaves out (Figs 5, 11).",
+    "weights_distributed_heads.png": "Distributed: W_QK and W_VP of every head of layer 1 "
+                                     "(first seed), machine column blocks outlined: a head "
+                                     "reads only its machine's block and the shared columns "
+                                     "(rows), any nonzero outside its own column block is a "
+                                     "write to another machine (Fig 13).",
     "sketch.png": "Compute-limited: the learned top-left W_QK block against a random S S^T "
                   "(Fig 4).",
     "sparsify.png": "Test MSE of the model rebuilt from sparsified (and quantised) products "
@@ -529,10 +538,11 @@ def _plot_scaling(ctx: Context, data: dict) -> None:
         for i, (key, const, name) in enumerate((("steps_A", s["eta"], "eta"),
                                                 ("steps_C", s["gamma"], "gamma"))):
             ax = axes[i, j]
-            xmax = 0.0
+            xmin, xmax = np.inf, 0.0
             for k, (N, y) in enumerate(zip(d["norms"], d[key], strict=True)):
                 x = 1.0 / np.asarray(N)
-                xmax = max(xmax, float(x.max()))
+                y = np.abs(np.asarray(y))          # log axes: magnitudes (steps are > 0)
+                xmin, xmax = min(xmin, float(x.min())), max(xmax, float(x.max()))
                 # the last layer's A update is never read, so eta is fitted without it
                 fit = slice(None, -1) if i == 0 and len(x) > 1 else slice(None)
                 ax.plot(x[fit], np.asarray(y)[fit], "o", color=f"C{k % 10}", alpha=0.7)
@@ -542,13 +552,12 @@ def _plot_scaling(ctx: Context, data: dict) -> None:
                     if k == 0:
                         ax.annotate(str(l + 1), (xi, yi), fontsize=7, xytext=(3, 3),
                                     textcoords="offset points")
-            grid = np.linspace(0, xmax * 1.05, 20)
-            ax.plot(grid, const * grid, "k--", label=f"{name} = {const:.2f}"
-                    + (" (layers 1-3)" if i == 0 else " (all layers)"))
-            if i == 1:
-                g = s["gamma_inner"]
-                ax.plot(grid, g * grid, "k:", label=f"gamma = {g:.2f} (layers 1-3)")
-            ax.set(xlabel="1 / N_l", ylabel="-a1 a2" if i == 0 else "-a1 a3",
+            grid = np.geomspace(xmin / 1.5, xmax * 1.5, 20)
+            ax.loglog(grid, abs(const) * grid, "k--", label=f"fit: {name} = {const:.2f}"
+                      + (" (layers 1-3)" if i == 0 else " (all layers)"))
+            paper = PAPER_ETA if i == 0 else PAPER_GAMMA
+            ax.loglog(grid, paper * grid, "r:", label=f"paper: {name} = {paper:g}")
+            ax.set(xlabel="1 / N_l", ylabel="|-a1 a2|" if i == 0 else "|-a1 a3|",
                    title=f"{r}: {name}")
             ax.legend(fontsize=7)
     ctx.save_figure(fig, "scaling")

@@ -124,6 +124,38 @@ def weights_figure(ex: Extraction):
     return fig
 
 
+def head_weights_figure(ex: Extraction, layer: int = 0):
+    """Distributed regime: W_QK and W_VP of every head of one layer (first seed), with the
+    machines' column blocks outlined - a head reads only its own block and the shared
+    columns (its rows), and may write anywhere (its columns).  None elsewhere."""
+    seed = ex.seeds[0]
+    prods = seed.products
+    if prods is None or ex.regime != "distributed":
+        return None
+    heads = len(prods.W_QK[layer])
+    n = ex.config["model"]["n"]
+    M = ex.config["model"]["machines"]
+    fig, axes = plt.subplots(2, heads, figsize=(3 * heads, 6), squeeze=False)
+    for h in range(heads):
+        for row, (name, mats) in enumerate((("W_QK", prods.W_QK), ("W_VP", prods.W_VP))):
+            W = mats[layer][h]
+            v = float(np.abs(W).max()) or 1.0
+            ax = axes[row, h]
+            im = ax.imshow(W, cmap="RdBu_r", vmin=-v, vmax=v)
+            for b in range(1, M + 1):                  # machine block edges, then N'
+                e = b * n / M - 0.5
+                ax.axhline(e, color="k", lw=0.5)
+                ax.axvline(e, color="k", lw=0.5)
+            ax.set_title(f"{name}, head {h} (machine {h * M // heads})", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.suptitle(f"distributed: per-head products, layer {layer + 1} (seed {seed.seed}; rows: "
+                 "what a head reads, columns: what it writes)")
+    fig.tight_layout()
+    return fig
+
+
 def _save(fig, path: Path) -> None:
     if fig is not None:
         fig.savefig(path, dpi=110)
