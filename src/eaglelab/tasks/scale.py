@@ -11,7 +11,9 @@ Estimates (`METHODS`), both held constant in a gradient (computed without autogr
 
 - "frobenius": ||A||_F (one pass; between ||A||_2 and sqrt(rank) ||A||_2);
 - "power": `POWER_ITERATIONS` steps of power iteration on A^T A from the all-ones start
-  vector, sqrt of the Rayleigh quotient (a lower bound on ||A||_2 that converges to it).
+  vector, sqrt of the Rayleigh quotient (a lower bound on ||A||_2 that converges to it; on
+  tasks with a small spectral gap it can stay well below, so a normalised prompt's ||A||_2
+  can exceed the target - the Frobenius estimate never lets it).
 
 `training_median(task, method)` is the target that matches a model trained without
 normalisation: the median estimate over a fixed draw of its training distribution.
