@@ -164,3 +164,13 @@ def test_criterion_text_reports_the_bound_seeds_and_the_tasks_outside_the_range(
     text = criterion_text(s)
     assert "1-9 of 1024 per seed outside" in text and "fidelity up to 1.0e+09" in text
     assert "MSE 1.0e+10" in text
+
+
+def test_protocol_is_the_papers_by_default_and_names_its_options():
+    from eaglelab.experiments._training import TrainedConfig, protocol
+
+    cfg = TrainedConfig()
+    assert protocol(cfg, 20000) == {"heads": 8, "prune_at": 10000, "normalise": "none"}
+    assert protocol(cfg, 4000)["prune_at"] == 2000          # shorter runs prune half-way
+    one = TrainedConfig(heads=1, prune_at=0, normalise="frobenius")
+    assert protocol(one, 20000) == {"heads": 1, "prune_at": 0, "normalise": "frobenius"}

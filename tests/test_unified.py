@@ -51,3 +51,19 @@ def test_evaluate_scores_the_model_the_algorithm_and_a_control():
     untrained = LinearTransformer(ModelConfig(), 1, dtype=torch.float64)
     u = evaluate(untrained, alg, TASK, "training", 32, "power")
     assert u["model"]["median"] > 0.9 * u["zero"]["median"]
+
+
+def test_a_normalised_model_and_its_algorithm_score_alike():
+    """A model with per-prompt normalisation is extracted on the scaled problems; the
+    evaluation feeds its algorithm the prompts scaled the same way."""
+    from eaglelab.tasks.scale import training_median
+
+    target = training_median(TASK, "frobenius")
+    N = 1.3 * target ** 2
+    model = eagle_weights(ModelConfig(), [0.9 / N] * 4, [1.8 / N] * 4)
+    model.config = model.config.with_normalisation("frobenius", target)
+    alg = extract(model, TASK, val_size=64).seeds[0].algorithm
+    s = evaluate(model, alg, TASK, "rbf synthetic", 32, "frobenius")
+    for form in ("", " normalised"):
+        assert s["model" + form]["median"] == pytest.approx(s["algorithm" + form]["median"],
+                                                            rel=1e-8)

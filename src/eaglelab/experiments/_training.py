@@ -45,6 +45,10 @@ class TrainedConfig:
     # heads=1, prune_at=0 is ours ("one head from scratch")
     heads: int = 8
     prune_at: int = 10000
+    # per-prompt normalisation in training and inference (ours, `tasks.scale`): "none" is
+    # the paper's recipe; "frobenius" / "power" train the second reading the report puts
+    # beside it
+    normalise: str = "none"
 
 
 # quick mode (what the tests run): a few hundred steps at a smaller batch, one seed
@@ -58,11 +62,13 @@ FIDELITY_PAPER = "<= 6e-4 vs MSE ~1e-3 (Table 1, 10 seeds, 20k steps)"
 
 
 def protocol(cfg: TrainedConfig, steps: int) -> dict:
-    """heads and prune_at for a run of `steps` steps under cfg's protocol (a run shorter
-    than cfg.prune_at is pruned half-way)."""
+    """heads, prune_at and normalise for a run of `steps` steps under cfg's protocol (a run
+    shorter than cfg.prune_at is pruned half-way)."""
+    norm = {"normalise": cfg.normalise}
     if cfg.heads <= 1 or not cfg.prune_at:
-        return {"heads": cfg.heads, "prune_at": 0}
-    return {"heads": cfg.heads, "prune_at": cfg.prune_at if cfg.prune_at < steps else steps // 2}
+        return {"heads": cfg.heads, "prune_at": 0, **norm}
+    return {"heads": cfg.heads, "prune_at": cfg.prune_at if cfg.prune_at < steps else steps // 2,
+            **norm}
 
 
 def mse_claim(regime: str, summary: dict, steps: int):
@@ -85,7 +91,8 @@ def runs_folder(ctx: Context) -> Path:
 
 
 def trained_run(ctx: Context, regime: str, *, steps: int, batch: int, noise_std: float = 0.0,
-                heads: int = 1, seeds: int | None = None, prune_at: int = 0):
+                heads: int = 1, seeds: int | None = None, prune_at: int = 0,
+                normalise: str = "none"):
     """The finished run (`eaglelab.train.LoadedRun`) of `regime` with the first `seeds` of
     ctx.seeds (default all), training what the cache does not hold yet.  heads: per layer
     (per machine in the distributed regime); prune_at > 0 prunes them greedily to one at
@@ -103,8 +110,11 @@ def trained_run(ctx: Context, regime: str, *, steps: int, batch: int, noise_std:
                  "task.noise_std": str(noise_std), "model.heads": str(heads)}
     if prune_at:
         overrides.update({"train.prune_to": "1", "train.prune_at": str(prune_at)})
+    if normalise != "none":
+        overrides["model.normalise"] = normalise
     K = len(ctx.seeds) if seeds is None else seeds
-    tag = f"{heads}h" + (f"-pruned@{prune_at}" if prune_at else "")
+    tag = (f"{heads}h" + (f"-pruned@{prune_at}" if prune_at else "")
+           + (f"-{normalise}" if normalise != "none" else ""))
     family = seedless(resolve_config(regime, K, steps, overrides))
     blocks = []
     for run_dir, s, covered in seed_blocks(_cached_blocks(runs_folder(ctx), family),

@@ -183,6 +183,9 @@ def _regime_data(ex, run_, cfg: Config) -> dict[str, Any]:
     s = ex.summary()
     task, d, n = run_.config.task, run_.config.task.d, run_.config.task.n
     Z0, D = held_out(task, cfg.val_size, ex.config["seed"])
+    if run_.model.config.normalise != "none":   # the scaled problems the extraction used
+        s0 = run_.model.prompt_scale(Z0)[:, None, None].to(Z0.dtype)
+        Z0, D = Z0 * s0, D * s0
     sweep: dict[str, list[list[float]]] = {"sparsified": [], "quantised": [], "density": []}
     for sd in ex.seeds:
         inside = ~np.isin(np.arange(Z0.shape[0]), sd.out_of_range)

@@ -49,7 +49,7 @@ class Config(TrainedConfig):
     # inference-time normalisation evaluated beside the plain model: the Frobenius norm
     # bounds ||A||_2 from above, so no normalised prompt lies above the target scale (a few
     # power-iteration steps underestimate ||A||_2 on tasks with a small spectral gap)
-    normalise: str = "frobenius"
+    inference_normalise: str = "frobenius"
 
 
 QUICK = dict(QUICK_TRAINING, tasks=128)
@@ -127,8 +127,12 @@ def evaluate(model, algorithm, task, name: str, size: int, normalise: str) -> di
     out = {"zero": _scores(zero, zero)}
     out["model"] = _scores(_errors(m(Z0)[0], Dstar, mask), zero)
     out["model normalised"] = _scores(_errors(m(s * Z0)[0] / s, Dstar, mask), zero)
-    out["algorithm"] = _scores(_errors(algorithm.predict(Z0), Dstar, mask), zero)
-    out["algorithm normalised"] = _scores(_errors(algorithm.predict(s * Z0) / s, Dstar, mask),
+    # the algorithm of a model trained with normalisation was extracted on the scaled
+    # problems: it sees the prompts scaled as the model scales them
+    a = model.prompt_scale(Z0)[:, None, None].to(torch.float64)
+    out["algorithm"] = _scores(_errors(algorithm.predict(a * Z0) / a, Dstar, mask), zero)
+    sa = s * model.prompt_scale(s * Z0)[:, None, None].to(torch.float64)
+    out["algorithm normalised"] = _scores(_errors(algorithm.predict(sa * Z0) / sa, Dstar, mask),
                                           zero)
     return out
 
@@ -149,7 +153,7 @@ def run(cfg: Config, ctx: Context) -> ExperimentResult:
         for k, sd in enumerate(ex.seeds):
             one = run_.model.seed_slice(k)
             per_seed.append({f: evaluate(one, sd.algorithm, run_.config.task, f, cfg.tasks,
-                                         cfg.normalise) for f in FAMILIES})
+                                         cfg.inference_normalise) for f in FAMILIES})
         data["regimes"][regime] = {"run": run_.name, "seeds": per_seed,
                                    "median": _median_over_seeds(per_seed)}
     claims = _claims(data)
