@@ -22,6 +22,26 @@ def single_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture
+def pruning_inputs(monkeypatch):
+    """Record the prompts every call of `prune_heads` sees, in the modules given:
+    `seen = pruning_inputs(module, ...)` patches each module's `prune_heads` name."""
+    seen: list[torch.Tensor] = []
+
+    def patch(*modules):
+        for module in modules:
+            real = module.prune_heads
+
+            def spy(model, Z0, D, keep=1, real=real):
+                seen.append(Z0.clone())
+                return real(model, Z0, D, keep)
+
+            monkeypatch.setattr(module, "prune_heads", spy)
+        return seen
+
+    return patch
+
+
 def pytest_collection_modifyitems(config, items):
     """The task-generator, model and training tests use only tiny matrices: run them
     single-threaded (two OpenMP threads made tiny float64 ops ~30x slower here)."""

@@ -308,19 +308,12 @@ def test_negative_control_an_untrained_model_is_never_faithful(regime):
     assert not s["prediction_faithful"]
 
 
-def test_extraction_prunes_on_the_validation_batch_never_the_test_batch(monkeypatch):
+def test_extraction_prunes_on_the_validation_batch_never_the_test_batch(pruning_inputs):
     """Selection and measurement apart: the batch pruning sees is the validation draw, and
     it shares no task with the test batch the extraction reports on."""
     import eaglelab.extract.pipeline as pipeline
 
-    seen = []
-    real = pipeline.prune_heads
-
-    def spy(model, Z0, D, keep=1):
-        seen.append(Z0.clone())
-        return real(model, Z0, D, keep)
-
-    monkeypatch.setattr(pipeline, "prune_heads", spy)
+    seen = pruning_inputs(pipeline)
     cfg = ModelConfig(regime="unconstrained", heads=2)
     sA, sC = stable_steps("unconstrained")
     ex = extract(eagle_weights(cfg, sA, sC), TASK, val_size=64)

@@ -293,19 +293,12 @@ def test_pruning_keeps_the_best_heads_and_fine_tunes(tmp_path):
     assert torch.equal(run.model.theta, tr.model.theta.detach())
 
 
-def test_training_prunes_on_its_validation_batch(tmp_path, monkeypatch):
+def test_training_prunes_on_its_validation_batch(tmp_path, pruning_inputs):
     """The trainer's pruning selects on the validation batch (val_seed), not on the
     evaluation set its curves report."""
     import eaglelab.train.loop as loop
 
-    seen = []
-    real = loop.prune_heads
-
-    def spy(model, Z0, D, keep=1):
-        seen.append(Z0.clone())
-        return real(model, Z0, D, keep)
-
-    monkeypatch.setattr(loop, "prune_heads", spy)
+    seen = pruning_inputs(loop)
     tr = _trainer(tmp_path, seeds=1, steps=4, heads=2, prune_to=1, prune_at=2)
     tr.run()
     assert len(seen) == 1 and torch.equal(seen[0], tr.val_Z0)
