@@ -249,7 +249,7 @@ def _claims(data: dict, cfg: Config) -> list:
         claims.append(mse_claim(r, s, cfg.steps))
         claims += _canonical_claims(r, s)
         claims.append(_control_claim(r, data["controls"][r]))
-        claims.append(_spike_claim(r, d["training"]))
+        claims.append(_spike_claim(r, d["training"], s["learned"]))
         claims.append(cm.claim(
             f"{r}: the same on typical tasks (medians over tasks of the per-task fidelity "
             "and test MSE; relative criterion only, ours)", "(the paper reports means)",
@@ -390,8 +390,9 @@ def _control_claim(r: str, control: dict):
         "the verdict calls an untrained model faithful: the criterion does not test the claim")
 
 
-def _spike_claim(r: str, training: dict):
-    """The paper's recipe sees occasional spikes and survives them: spike counts per seed."""
+def _spike_claim(r: str, training: dict, learned: bool):
+    """The paper's recipe sees occasional spikes and survives them: spike counts per seed;
+    survived = finite weights at the end, no guard, and the model learned the task."""
     spikes, skipped = training.get("spikes_total"), training.get("skipped_total")
     steps = training["step"][-1] if training["step"] else 0
     guard = training.get("spike_guard")
@@ -401,8 +402,9 @@ def _spike_claim(r: str, training: dict):
         "spikes when ||A||_2 is atypically large; the run survives (section 4)",
         f"spikes (loss > 100x the running median, or non-finite) per seed over {steps} "
         f"steps: {spikes}; steps not applied (non-finite): {skipped}; spike guard: {guard}",
-        bool(finite) and not guard, "every seed finished with finite weights, no step skipped "
-        "but non-finite ones", "the run needed the opt-in guard or ended non-finite")
+        bool(finite) and not guard and learned, "every seed finished with finite weights and "
+        "the model learned the task, no step skipped but non-finite ones",
+        "the run needed the opt-in guard, ended non-finite or did not learn the task")
 
 
 def _median_reason(s: dict, budget: str) -> str:
