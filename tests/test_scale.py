@@ -98,3 +98,17 @@ def test_a_normalised_handset_model_is_extracted_on_the_scaled_problem():
     s = ex.seeds[0]
     assert max(s.fidelity) < 1e-26              # the algorithm runs on the same scaled prompts
     assert len(s.out_of_range) <= 2             # scaled prompts share one norm estimate
+    # the measures in the prompts' own units: the model's real prediction against the true D
+    from eaglelab.extract import held_out
+    from eaglelab.extract.pipeline import HELD_OUT_SEED
+
+    Z0, D = held_out(task, 64, HELD_OUT_SEED)
+    inside = np.ones(64, bool)
+    inside[s.out_of_range] = False
+    with torch.no_grad():
+        pred = m.double()(Z0)[0]
+    own = float((pred[inside] - D[inside]).square().mean())
+    assert s.original_units["mse"] == pytest.approx(own, rel=1e-10)
+    assert s.original_units["mse"] != pytest.approx(s.mse, rel=1e-3)   # other units
+    assert ex.summary()["original_units"]["fidelity"] == pytest.approx(
+        s.original_units["fidelity"])

@@ -57,7 +57,7 @@ QUICK_TRAINING = dict(steps=400, batch=256, seeds=1, val_size=256, heads=2, prun
 
 FIDELITY_CLAIM = ("the extracted algorithm's fidelity is at most the paper's 6e-4 and below "
                   "the model's test MSE at every layer (mean over seeds; the model must have "
-                  "learned: test MSE at most half that of predicting zero)")
+                  "learned: test MSE at most half that of predicting zero and at most 1e-2)")
 FIDELITY_PAPER = "<= 6e-4 vs MSE ~1e-3 (Table 1, 10 seeds, 20k steps)"
 
 
@@ -200,8 +200,10 @@ def unfaithful_reason(summary: dict, seeds: dict) -> str:
     not learn, the paper's bound, the relative criterion - and, where the medians over tasks
     are faithful, the seed and layer that set the mean."""
     if not summary["learned"]:
-        return (f"not learned: the model's test MSE {summary['mse']:.1e} is above half of "
-                f"predicting zero's {summary['zero_mse']:.1e}: nothing to extract")
+        bound = summary.get("learned_mse_bound", float("inf"))
+        return (f"not learned: the model's test MSE {summary['mse']:.1e} is above "
+                f"min(half of predicting zero's {summary['zero_mse']:.1e}, {bound:.0e}): the "
+                "model is not in the accuracy regime the paper's claim is about")
     f = np.asarray(seeds["fidelity_seeds"], float)
     fmean = f.mean(axis=0)
     parts = []
@@ -233,6 +235,10 @@ def criterion_text(summary: dict) -> str:
             f"zero {summary['zero_mse']:.1e}); seeds within the bound "
             f"{summary['seeds_meeting_bound']}/{summary['seeds']}, below their MSE "
             f"{summary['seeds_below_mse']}/{summary['seeds']}")
+    orig = summary.get("original_units")
+    if orig:          # a normalised model: the measures above are in the scaled units
+        text += (" [in the scaled problems' units; in the prompts' own units: fidelity "
+                 + " ".join(f"{v:.1e}" for v in orig["fidelity"]) + f", MSE {orig['mse']:.1e}]")
     out = summary["out_of_range"]
     if any(out):
         text += (f" (over the tasks with an input norm in range: {min(out)}-{max(out)} of "
