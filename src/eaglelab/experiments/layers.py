@@ -142,12 +142,11 @@ def run(cfg: Config, ctx: Context) -> ExperimentResult:
 
 KAPPA_FALL = 2.0   # "kappa falls" needs at least this factor from A_0 to A_L (rule ours)
 
-# why a regime can fall short of the 4-layer error cut without being a different algorithm
+# a possible cause, not measured here, named as such in the report
 SLOW_REASON = {
-    "compute-limited": "each layer sees A through a rank-5 sketch of its n = 18 columns, and "
-                       "sketched EAGLE needs about n/r times the iterations (docs/solvers.md): "
-                       "four layers condition A only a little (kappa barely falls), so the cut "
-                       "is smaller; the extraction still follows the model",
+    "compute-limited": "possible cause (not measured here): each layer sees A through a "
+                       "rank-5 sketch of its n = 18 columns, and sketched EAGLE needs about "
+                       "n/r times the iterations (measured for the solver in `sketched`)",
 }
 
 
