@@ -63,8 +63,9 @@ def test_quick_run_has_the_three_trained_claims_with_consistent_verdicts(quick):
     res, _ = quick
     claims = _trained_claims(res)
     assert len(claims) == 3
-    assert all(c["verdict"] in VERDICTS and c["verdict"] != "not tested" for c in claims)
     faithful, constants, identity = claims
+    assert all(c["verdict"] in VERDICTS and c["verdict"] != "not tested"
+               for c in (faithful, constants))
     t = res["data"]["trained"]
     s = t["summary"]
     assert "fidelity" in faithful["claim"] and "paper's estimation constants" in constants["claim"]
@@ -73,7 +74,8 @@ def test_quick_run_has_the_three_trained_claims_with_consistent_verdicts(quick):
     ok = (abs(t["eta_fit"] - 1 / 3) <= est.ETA_TOL
           and abs(t["gamma_fit"] - 1) <= est.GAMMA_TOL)
     assert (constants["verdict"] == "agrees") == ok
-    assert identity["verdict"] == "agrees"
+    # the identity holds for every iteration of EAGLE's form: a code check, never a verdict
+    assert identity["verdict"] == "not tested" and "code check passed" in identity["reason"]
     # the solver claims are still there
     assert sum(not c["claim"].startswith("estimation (trained") for c in res["claims"]) == 2
 
@@ -93,8 +95,10 @@ def test_quick_run_learned_steps_are_finite_and_the_model_learned(quick):
         v = np.asarray(t[key], float)
         assert v.shape == (1, 4) and np.all(np.isfinite(v))
     assert np.isfinite(t["eta_fit"]) and np.isfinite(t["gamma_fit"])
-    # the model beat predicting zero (by the extraction's 'learned' margin)
-    assert t["mse_model"] < 0.5 * t["mse_zero"] and t["summary"]["learned"]
+    # the model beat predicting zero by the extraction's relative margin ('learned' also
+    # asks for the paper's accuracy, which a quick run need not reach)
+    assert t["mse_model"] < 0.5 * t["mse_zero"]
+    assert t["summary"]["learned"] == (t["summary"]["mse"] <= 1e-2)
     for key in ("mse_algorithm", "mse_paper_fixed", "mse_paper_adaptive"):
         assert np.isfinite(t[key])
     assert len(t["fidelity_paper_fixed"]) == len(t["fidelity_paper_adaptive"]) == 4

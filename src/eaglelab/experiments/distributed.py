@@ -82,8 +82,11 @@ def run(cfg: Config, ctx: Context) -> ExperimentResult:
     rows = [_case(cfg, M, a, s) for (M, a) in ctx.track(cases, "cases") for s in ctx.seeds]
     m_rows = [r for r in rows if r["alpha"] == 1.0]
     a_rows = sorted([r for r in rows if r["M"] == cfg.alpha_workers], key=lambda r: -r["alpha"])
-    m_rounds = [r["eagle_rounds"] for r in m_rows if r["eagle_rounds"]]
-    spread = max(m_rounds) / min(m_rounds) if m_rounds else float("inf")
+    m_rounds = [r["eagle_rounds"] for r in m_rows]
+    reached = [k for k in m_rounds if k]
+    # a case where EAGLE missed the target counts against "rounds do not grow with M"
+    spread = (max(reached) / min(reached) if reached and len(reached) == len(m_rounds)
+              else float("inf"))
     pts = [(r["alpha"], r["eagle_rounds"]) for r in a_rows if r["eagle_rounds"]]
     slope = float(-np.polyfit(np.log([a for a, _ in pts if a < 1]),
                               np.log([k for a, k in pts if a < 1]), 1)[0]) \
@@ -111,11 +114,7 @@ def run(cfg: Config, ctx: Context) -> ExperimentResult:
                  "~1/alpha (Theorem 2, Fig 8)", cm.fmt(slope),
                  slope is not None and 0.5 <= slope <= 1.5, "close to 1",
                  "the growth is not ~1/alpha at these sizes"),
-        cm.claim("EAGLE needs >= 10x fewer rounds than distributed GD with the same "
-                 "communication", "10-100x more rounds for GD", gd_text,
-                 bool(both or bounds) and min(both + bounds) >= 10,
-                 "in every case (where GD never reached the target, its cap is already >= 10x "
-                 "EAGLE's rounds)", "not in every case"),
+        _gd_claim(gd_text, both, bounds, [r for r in rows if not r["eagle_rounds"]]),
         cm.claim("Measured floats per rank per round equal (d + d') n'", "(d + d') n'",
                  f"{rows[-1]['floats_per_round_per_rank']} (expected "
                  f"{rows[-1]['expected_floats']})", comm_ok,
@@ -142,6 +141,25 @@ def run(cfg: Config, ctx: Context) -> ExperimentResult:
                                       "reach the target.  Right: relative error against "
                                       "rounds for EAGLE (solid) and distributed GD (dotted), "
                                       "one seed per alpha; dashed: the target."})
+
+
+GD_FACTOR = 10.0   # "10-100x more rounds": GD needs at least this many times EAGLE's
+
+
+def _gd_claim(gd_text: str, both: list[float], bounds: list[float], eagle_missed: list[dict]):
+    """GD against EAGLE in rounds: decided only where EAGLE reached the target; a ratio where
+    both reached, a lower bound (GD's cap over EAGLE's rounds) where GD did not."""
+    text = ("EAGLE needs >= 10x fewer rounds than distributed GD with the same communication")
+    if eagle_missed:
+        where = ", ".join(f"M = {r['M']}, alpha {r['alpha']:.3g}" for r in eagle_missed)
+        return cm.untested(text, "10-100x more rounds for GD",
+                           gd_text + f"; EAGLE did not reach the target in {len(eagle_missed)} "
+                           f"case(s) ({where})",
+                           "no ratio where EAGLE itself missed the target")
+    return cm.claim(text, "10-100x more rounds for GD", gd_text,
+                    bool(both or bounds) and min(both + bounds) >= GD_FACTOR,
+                    "in every case (where GD never reached the target, its cap is already "
+                    ">= 10x EAGLE's rounds)", "not in every case")
 
 
 def _plot(ctx: Context, cfg: Config, m_rows: list[dict], a_rows: list[dict]) -> None:

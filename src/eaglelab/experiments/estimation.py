@@ -182,7 +182,8 @@ def _solver(cfg: Config, ctx: Context) -> tuple[dict, list, str]:
             "iteration counts within +-2 on every seed",
             "the counts differ by more than 2 on some seed, or one method missed the target"),
         cm.claim(
-            "W_k C = D_k at every iteration (the iteration telescopes from EAGLE's)",
+            "W_k C = D_k at every iteration (the iteration telescopes from EAGLE's; a check "
+            "that our two solvers implement the algebra)",
             "exact identity (Appendix D)",
             f"max ||W_k C - D_k|| / ||D*|| = {cm.fmt(summary['max_identity_gap'])}",
             summary["max_identity_gap"] < 1e-10,
@@ -393,17 +394,20 @@ def _trained_claims(t: dict) -> list:
             f"outside the tolerances fixed before the runs (eta within {ETA_TOL} of 1/3, "
             f"gamma within {GAMMA_TOL:.0%} of 1): the trained model's steps are not the "
             "proof's"),
-        cm.claim(
+        cm.untested(
             "estimation (trained): W_k C = D_k for the extracted iteration (its D slot run on "
             "a general C equals its D slot run on C = I, times C, at every layer)",
             "W_k C = D_k for all k (Appendix D)",
             f"max relative difference {gap:.1e} over {t['identity_tasks']} test tasks and "
             f"{len(t['identity_D'])} seed(s) (C slot: {t['max_identity_gap_C']:.1e}; the "
-            "trained transformer itself: "
-            f"{float(np.max(t['model_identity_D'])):.1e}, not claimed)",
-            bool(np.isfinite(gap) and gap < IDENTITY_TOL),
-            f"equal to rounding (< {IDENTITY_TOL:g}): every C and D update is linear in C",
-            "the extracted iteration's C or D update is not linear in C"),
+            "trained transformer itself, trained on C = I only: "
+            f"{float(np.max(t['model_identity_D'])):.1e})",
+            "a check of our code, not of the model: every iteration of EAGLE's form "
+            f"satisfies the identity by construction (C and D updates linear in C), and the "
+            f"extracted one does to {gap:.1e} (code check "
+            + ("passed" if np.isfinite(gap) and gap < IDENTITY_TOL else "FAILED")
+            + f", tolerance {IDENTITY_TOL:g}); the transformer never saw a C other than I, "
+            "so its own gap does not decide the claim either"),
     ]
 
 

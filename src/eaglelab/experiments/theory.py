@@ -195,7 +195,7 @@ def _theorem2(cfg: Config, ctx: Context) -> dict[str, Any]:
             out["gd_rounds"] = cm.first_below(list(gerr), cfg.t2_eps)
             out["gd_final_error"] = float(gerr[-1])
             out["gd_rounds_run"] = g.iterations
-            if out["accelerated_rounds"]:
+            if out["accelerated_rounds"]:       # a ratio, or a lower bound where GD missed
                 out["gd_over_eagle"] = (out["gd_rounds"] or g.iterations) / out["accelerated_rounds"]
                 out["gd_over_eagle_is_lower_bound"] = out["gd_rounds"] is None
             recs.append(out)
@@ -214,10 +214,14 @@ def _theorem2(cfg: Config, ctx: Context) -> dict[str, Any]:
                      "gd_rounds": med("gd_rounds"), "gd_final_error": med("gd_final_error"),
                      "gd_fraction": cm.fraction([r["gd_rounds"] for r in recs]),
                      "gd_rounds_run": max(r["gd_rounds_run"] for r in recs),
-                     "gd_over_eagle_min": min((r["gd_over_eagle"] for r in recs
-                                               if "gd_over_eagle" in r), default=None),
-                     "gd_over_eagle_lower_bound": any(r.get("gd_over_eagle_is_lower_bound")
-                                                      for r in recs)})
+                     # kept apart: ratios where both reached, lower bounds where GD did not,
+                     # and the seeds where EAGLE itself missed (no ratio at all)
+                     "gd_over_eagle_reached": [r["gd_over_eagle"] for r in recs
+                                               if "gd_over_eagle" in r
+                                               and not r["gd_over_eagle_is_lower_bound"]],
+                     "gd_over_eagle_bounds": [r["gd_over_eagle"] for r in recs
+                                              if r.get("gd_over_eagle_is_lower_bound")],
+                     "eagle_missed": sum(r["accelerated_rounds"] is None for r in recs)})
     return {"d": cfg.t2_d, "rank": cfg.t2_rank, "workers": cfg.t2_workers,
             "cols_per_worker": cfg.t2_cols_per_worker, "kappa_max": cfg.t2_kappa_max,
             "eps": cfg.t2_eps, "gd_max_rounds": cfg.t2_gd_max_rounds, "rows": rows}
@@ -261,18 +265,7 @@ def _claims(cfg: Config, t1: dict, t2: dict):
         "alpha <= 0.3)", "linear in 1/alpha (Fig 7)", cm.fmt(slope),
         slope is not None and 0.7 <= slope <= 1.3, "slope close to 1",
         "the growth is not linear in 1/alpha"))
-    ratios = [(r["alpha_measured"], r["gd_over_eagle_min"], r["gd_over_eagle_lower_bound"])
-              for r in rows if r["gd_over_eagle_min"] is not None]
-    mn = min((x for _, x, _ in ratios), default=None)
-    claims.append(cm.claim(
-        "Distributed GD with the same communication needs many more rounds than distributed "
-        "EAGLE (smallest ratio over seeds, at every alpha)", "10-100x more rounds",
-        ", ".join(f"alpha {a:.2g}: " + (f"GD did not reach it in {x:.3g}x EAGLE's rounds"
-                                         if lb else f"{x:.3g}x") for a, x, lb in ratios),
-        mn is not None and mn >= 10,
-        "GD is at least 10x slower in rounds at every alpha (where GD did not reach the "
-        "target, it was stopped at that multiple of EAGLE's rounds: no ratio is stated)",
-        "GD was within 10x of EAGLE at some alpha"))
+    claims.append(_gd_claim(rows))
     pairs = [(r["alpha_measured"], r["accelerated_rounds"], r["plain_rounds"],
               r["plain_fraction"], r["plain_best_error"]) for r in rows]
     same = all(pf == 1.0 and p is not None and m is not None and abs(p - m) <= max(2, 0.05 * m)
@@ -364,3 +357,36 @@ def _section(cfg: Config, t1: dict, t2: dict) -> str:
         f"{t2['workers']} workers of {t2['cols_per_worker']} columns, local kappa "
         f"{t2['kappa_max']:g}, eps = {t2['eps']:g}; alpha controlled by the construction in "
         "`experiments.theory.controlled_alpha_problem`, medians):", "", *r2])
+
+
+GD_FACTOR = 10.0   # "10-100x more rounds": GD needs at least this many times EAGLE's
+
+
+def _gd_claim(rows: list[dict]):
+    """Distributed GD against EAGLE in rounds, per alpha: the smallest ratio where both
+    reached the target and the smallest lower bound (GD's rounds run over EAGLE's) where GD
+    did not, never mixed; not decided where EAGLE itself missed on some seed."""
+    text = ("Distributed GD with the same communication needs many more rounds than "
+            f"distributed EAGLE (at least {GD_FACTOR:g}x on every seed, at every alpha)")
+    parts, worst = [], []
+    for r in rows:
+        got, low = r["gd_over_eagle_reached"], r["gd_over_eagle_bounds"]
+        bits = []
+        if got:
+            bits.append(f"smallest ratio {min(got):.3g}x ({len(got)} seeds)")
+        if low:
+            bits.append(f"GD did not reach it in {min(low):.3g}x EAGLE's rounds ({len(low)} "
+                        "seeds)")
+        if r["eagle_missed"]:
+            bits.append(f"EAGLE missed the target on {r['eagle_missed']} seed(s)")
+        parts.append(f"alpha {r['alpha_measured']:.2g}: " + ", ".join(bits))
+        worst += got + low
+    ours = "; ".join(parts)
+    if any(r["eagle_missed"] for r in rows):
+        return cm.untested(text, "10-100x more rounds", ours,
+                           "no ratio where EAGLE itself missed the target")
+    return cm.claim(text, "10-100x more rounds", ours,
+                    bool(worst) and min(worst) >= GD_FACTOR,
+                    "GD is at least 10x slower in rounds on every seed at every alpha (where GD "
+                    "did not reach the target, the rounds it ran already are)",
+                    "GD was within 10x of EAGLE on some seed")
