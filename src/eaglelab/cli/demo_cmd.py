@@ -97,7 +97,8 @@ def demo(
     worst = max(s["fidelity"])
     verdict = (
         f"the report's verdict: {'FAITHFUL' if faithful else 'NOT FAITHFUL'}\n"
-        f"  model learned the task (MSE <= half of predicting zero): {s['learned']}\n"
+        f"  model learned the task (MSE <= half of predicting zero and <= "
+        f"{s['learned_mse_bound']:.0e}): {s['learned']}\n"
         f"  fidelity at every layer <= the paper's {s['fidelity_bound']:.0e}: "
         f"{s['meets_paper_bound']} (worst layer {worst:.1e})\n"
         f"  fidelity below the model's own test MSE {s['mse']:.1e} at every layer: "
