@@ -571,3 +571,24 @@ def test_a_model_that_never_preconditions_A_is_not_called_faithful(regime):
     assert not no_A["learned"] and not no_A["faithful"]
     full = extract(eagle_weights(cfg, *paper_steps(regime)), TASK, val_size=128).summary()
     assert full["learned"] and full["faithful"] and full["mse"] < LEARNED_MSE
+
+
+def test_reference_steps_match_a_numpy_float64_reading_of_the_spectrum():
+    """gamma_gd = 2 N / (s_max^2 + s_min^2) and eta_eq = N / (s_min^2 + s_min s_max +
+    s_max^2) with the medians over tasks (and machines) of the extreme singular values."""
+    from eaglelab.extract.scaling import reference_steps
+
+    Z0, _ = held_out(TASK, 64, 11)
+    Zs = [Z0, Z0 * 0.5, Z0]                      # two "layers"
+    norms = [3.0, 2.0]
+    part = [np.arange(0, 9), np.arange(9, 18)]
+    for partition in (None, part):
+        got = reference_steps(Zs, TASK.d, TASK.n, 5, norms, partition)
+        for l, Z in enumerate(Zs[:-1]):
+            A = Z[:, :TASK.d, :TASK.n].numpy()
+            blocks = [np.arange(TASK.n)] if partition is None else partition
+            sv = np.concatenate([np.linalg.svd(A[:, :, J], compute_uv=False) for J in blocks])
+            a, b = np.median(sv[:, 0]), np.median(sv[:, 4])
+            assert got["gamma_gd"][l] == pytest.approx(2 * norms[l] / (a * a + b * b), rel=1e-10)
+            assert got["eta_equal"][l] == pytest.approx(norms[l] / (a * a + a * b + b * b),
+                                                        rel=1e-10)

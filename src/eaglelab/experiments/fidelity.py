@@ -528,6 +528,36 @@ def _spike_reason(finite, guard, learned, skipped, rate, hurt) -> str:
     return "; ".join(parts) or "fails a rule"
 
 
+def _schedule_table(data: dict) -> list[str]:
+    """The learned per-layer constants (median over seeds) beside two parameter-free
+    schedules read from the data (`extract.scaling.reference_steps`): the C step of optimal
+    GD for the median task's spectrum, and the cubic A step that equalises its extreme
+    singular values, both relative to the batch-max N_l."""
+    lines = ["Learned step constants per layer (median over seeds, relative to the batch-max "
+             "||A_l||^2) beside two simple schedules from the data at each layer (ours, "
+             "`extract.scaling.reference_steps`): gamma_gd = 2 N_l / (s_max^2 + s_min^2), the "
+             "optimal fixed GD step for the median task, and eta_eq = N_l / (s_min^2 + s_min "
+             "s_max + s_max^2), the cubic step that maps the median task's extreme singular "
+             "values to the same value.", "",
+             "| regime | eta_l learned | eta_eq | gamma_l learned | gamma_gd | layers 1-3 within "
+             "1.5x (eta, gamma) |", "|---|---|---|---|---|---|"]
+    for r in REGIMES:
+        s = data["regimes"][r]["summary"]
+        ref = s.get("reference_layers_median")
+        if not ref:
+            continue
+        el, gl = np.asarray(s["eta_layers_median"]), np.asarray(s["gamma_layers_median"])
+        ee, gg = np.asarray(ref["eta_equal"]), np.asarray(ref["gamma_gd"])
+
+        def close(x, y):
+            ratio = np.abs(x[:-1] / y[:-1])
+            return bool(np.all((ratio <= 1.5) & (ratio >= 1 / 1.5)))
+        fmt = lambda v: " ".join(f"{x:.2f}" for x in v)  # noqa: E731
+        lines.append(f"| {r} | {fmt(el)} | {fmt(ee)} | {fmt(gl)} | {fmt(gg)} | "
+                     f"{close(el, ee)}, {close(gl, gg)} |")
+    return lines
+
+
 def _constants_reason(s: dict) -> str:
     """Why the fitted (eta, gamma) miss the paper's, read from the per-layer medians."""
     eta, gamma = s["eta_layers_median"], s["gamma_layers_median"]
@@ -615,6 +645,7 @@ def _section(data: dict, cfg: Config, seeds: int) -> str:
         best = min(single, key=single.get)
         cells = [" ".join(f"{v:.1e}" for v in res[k]) for k in ("structured", "in_structure", best)]
         lines.append(f"| {r} | {cells[0]} | {cells[1]} | {best} | {cells[2]} |")
+    lines += ["", *_schedule_table(data)]
     lines += ["", "| regime | heads | median task MSE before pruning | after | mean before | "
               "mean after | fidelity after (max) | pruned half-way + fine-tuned: median | "
               "mean | fidelity (max) |", "|---|---|---|---|---|---|---|---|---|---|"]

@@ -55,6 +55,7 @@ from eaglelab.extract.scaling import (
     head_scales,
     inputs_in_range,
     layer_steps,
+    reference_steps,
 )
 from eaglelab.extract.simplify import simplify_products
 from eaglelab.models import prune_heads
@@ -115,6 +116,8 @@ class SeedExtraction:
     # a normalised model (every measure above is in the units of the scaled problems c Z0):
     # its test MSE and fidelity per layer in the prompts' own units (activations / c)
     original_units: dict[str, Any] | None = None
+    # parameter-free step schedules from the data at each layer (`scaling.reference_steps`)
+    reference: dict[str, list[float]] | None = None
     algorithm: ExtractedAlgorithm | None = field(default=None, repr=False)
     products: LayerProducts | None = field(default=None, repr=False)
 
@@ -206,6 +209,9 @@ class Extraction:
             "residue": {k: np.mean([sd.residue[k] for sd in self.seeds], axis=0).tolist()
                         for k in self.seeds[0].residue} if self.seeds[0].residue else None,
             **self._original_summary(),
+            **({"reference_layers_median": {
+                k: np.median([sd.reference[k] for sd in self.seeds], axis=0).tolist()
+                for k in self.seeds[0].reference}} if self.seeds[0].reference else {}),
         }
 
     def _original_summary(self) -> dict[str, Any]:
@@ -332,6 +338,7 @@ def extract(model, task, *, val_size: int = 1024, seed: int = HELD_OUT_SEED,
             bases = [h["basis"] for h in heads]
         calib = [z[0] for z in one.layer_outputs(Zc)]
         norms = batch_max_norms(calib, c.d, c.n, partition, sketches)
+        data_rank = min(getattr(task, "s", task.n), task.n, task.d)
         eta_l, gamma_l = (sA * norms).tolist(), (sC * norms).tolist()
         alg = ExtractedAlgorithm(c.regime, c.n, c.d, eta_l, gamma_l, norms.tolist(),
                                  sketches=sketches, partition=partition, value_maps=values)
@@ -374,7 +381,6 @@ def extract(model, task, *, val_size: int = 1024, seed: int = HELD_OUT_SEED,
         if c.regime == "compute-limited":
             sketch = [sketch_comparison(prods.W_QK[l][0][:c.n, :c.n], c.r, sketch_draws, l)
                       for l in range(c.layers)]
-        data_rank = min(getattr(task, "s", task.n), task.n, task.d)
         seeds.append(SeedExtraction(
             seed=int(one.seeds[0]), steps_A=sA.tolist(), steps_C=sC.tolist(),
             norms=norms.tolist(), eta=eta, gamma=gamma, gamma_inner=gamma_inner,
@@ -402,6 +408,7 @@ def extract(model, task, *, val_size: int = 1024, seed: int = HELD_OUT_SEED,
             residue=residue_attribution(prods, Z0, Zm, c.regime, c.d, c.n, r=rank_support,
                                         partition=partition, tasks=inside),
             original_units=None if s0 is None else _original_units(Zm, Za, D, s0, c, inside),
+            reference=reference_steps(calib, c.d, c.n, data_rank, norms, partition),
             products=prods))
     config = {"val_size": val_size, "seed": seed, "prune_to": prune_to, "factor": factor,
               "qk_levels": qk_levels, "vp_levels": vp_levels, "model": c.to_dict(),

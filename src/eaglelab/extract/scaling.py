@@ -36,7 +36,7 @@ import torch
 
 __all__ = ["head_scales", "head_steps", "layer_steps", "cross_writes", "batch_max_norms",
            "task_norms", "inputs_in_range", "fit_constant", "learned_sketch",
-           "weighted_sketch", "value_map"]
+           "weighted_sketch", "value_map", "reference_steps"]
 
 
 def head_scales(W_QK: np.ndarray, W_VP: np.ndarray, n: int, columns=None,
@@ -127,6 +127,41 @@ def task_norms(Zs: list[torch.Tensor], d: int, n: int, partition=None,
             per_machine.append(torch.linalg.matrix_norm(Am, ord=2) ** 2)
         out.append(torch.stack(per_machine).amax(dim=0).numpy())
     return np.stack(out)
+
+
+def reference_steps(Zs: list[torch.Tensor], d: int, n: int, rank: int, norms,
+                    partition=None) -> dict[str, list[float]]:
+    """Two parameter-free step schedules read from the data at every layer's input, relative
+    to the batch-max norms N_l (`norms`), to set beside the learned eta_l, gamma_l:
+
+    gamma_gd   = 2 N_l / (s_max^2 + s_min^2): the fixed step that minimises the worst
+                 contraction of C' = C - s A A^T C over [s_min^2, s_max^2] (optimal GD);
+    eta_equal  = N_l / (s_min^2 + s_min s_max + s_max^2): the cubic step A' = A - s A A^T A
+                 that maps the smallest and the largest singular value to the same value
+                 (the one-step minimax choice for conditioning A);
+
+    s_max, s_min the medians over tasks (and machines) of the largest and the rank-th
+    singular value of A_l (the nonzero spectrum of rank-`rank` data).  The compute-limited
+    sketch is ignored (these are the unsketched rules).  Ours, not the paper's: a test of
+    whether a simple schedule explains learned steps that vary by layer."""
+    blocks = [np.arange(n)] if partition is None else partition
+    gamma, eta, smax2, smin2 = [], [], [], []
+    for l, Z in enumerate(Zs[:-1]):
+        A = Z[..., :d, :n].to(torch.float64)
+        hi, lo = [], []
+        for J in blocks:
+            sv = torch.linalg.svdvals(A[..., torch.as_tensor(J)])
+            k = min(rank, sv.shape[-1])
+            hi.append(sv[..., 0])
+            lo.append(sv[..., k - 1])
+        a = float(np.median(torch.cat(hi).numpy()))
+        b = float(np.median(torch.cat(lo).numpy()))
+        N = float(norms[l])
+        smax2.append(a * a)
+        smin2.append(b * b)
+        gamma.append(2 * N / (a * a + b * b))
+        eta.append(N / (b * b + a * b + a * a))
+    return {"gamma_gd": gamma, "eta_equal": eta, "smax2": smax2, "smin2": smin2}
 
 
 def batch_max_norms(Zs: list[torch.Tensor], d: int, n: int, partition=None,
