@@ -64,13 +64,14 @@ def test_quick_run_has_the_three_trained_claims_with_consistent_verdicts(quick):
     claims = _trained_claims(res)
     assert len(claims) == 3
     faithful, constants, identity = claims
-    assert all(c["verdict"] in VERDICTS and c["verdict"] != "not tested"
-               for c in (faithful, constants))
+    assert all(c["verdict"] in VERDICTS for c in claims) and constants["verdict"] != "not tested"
     t = res["data"]["trained"]
     s = t["summary"]
     assert "fidelity" in faithful["claim"] and "paper's estimation constants" in constants["claim"]
     # the verdicts are the stated rules applied to the recorded numbers
-    assert (faithful["verdict"] == "agrees") == s["faithful"]
+    # decided only for a model that learned (else "not tested": the MSE claim carries it)
+    assert faithful["verdict"] == ("not tested" if not s["learned"] else
+                                   "agrees" if s["faithful"] else "differs")
     ok = (abs(t["eta_fit"] - 1 / 3) <= est.ETA_TOL
           and abs(t["gamma_fit"] - 1) <= est.GAMMA_TOL)
     assert (constants["verdict"] == "agrees") == ok

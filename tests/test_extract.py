@@ -592,3 +592,17 @@ def test_reference_steps_match_a_numpy_float64_reading_of_the_spectrum():
             assert got["gamma_gd"][l] == pytest.approx(2 * norms[l] / (a * a + b * b), rel=1e-10)
             assert got["eta_equal"][l] == pytest.approx(norms[l] / (a * a + a * b + b * b),
                                                         rel=1e-10)
+
+
+def test_exploded_tasks_are_the_largest_input_norms_under_too_large_a_step():
+    """The paper's cause of the spikes on a model whose answer is known: canonical EAGLE's
+    A steps doubled diverge on a few tasks, and those are the tasks with the largest
+    ||A_0||_2; at the paper's constants no task explodes."""
+    cfg = ModelConfig(regime="unconstrained")
+    sA, sC = paper_steps("unconstrained")
+    calm = extract(eagle_weights(cfg, sA, sC), TASK, val_size=256).summary()["exploded"]
+    assert calm["count"] == [0] and calm["norm_percentiles"] == []
+    wild = extract(eagle_weights(cfg, [2 * x for x in sA], sC), TASK,
+                   val_size=256).summary()["exploded"]
+    assert 0 < wild["count"][0] < 26 and len(wild["norm_percentiles"]) == wild["count"][0]
+    assert min(wild["norm_percentiles"]) >= 95

@@ -126,6 +126,15 @@ def claim(text: str, paper: Any, ours: Any, ok: bool, why_ok: str, why_not: str)
     return Claim(text, paper, ours, "agrees" if ok else "differs", why_ok if ok else why_not)
 
 
+def code_check(text: str, paper: Any, ours: Any, ok: bool, why: str) -> Claim:
+    """A property that holds by construction (algebra our code implements): passing checks
+    our code and is "not tested" as a claim about the paper ("code check passed: why");
+    failing is a bug in our code and "differs"."""
+    if ok:
+        return Claim(text, paper, ours, "not tested", f"code check passed: {why}")
+    return Claim(text, paper, ours, "differs", f"code check FAILED (a bug in our code): {why}")
+
+
 def untested(text: str, paper: Any, ours: Any, why: str) -> Claim:
     """A claim our measurement cannot decide (said so, never counted as agreeing)."""
     return Claim(text, paper, ours, "not tested", why)

@@ -261,9 +261,9 @@ def _claims(cfg: Config, comparison: dict, sweep: dict):
         f"EAGLE / lstsq time = {cm.fmt(tr)}",
         tr is not None and tr <= np.log(cfg.kappa),
         "within a small constant factor of LAPACK's SVD solve",
-        f"on this machine's CPU ({_cpus()} cores) LAPACK's SVD at this size is much faster "
-        "than EAGLE's matrix-matrix products (the paper does not state its hardware here; on a GPU the "
-        "matrix products EAGLE is made of gain most)"))
+        f"on this machine's CPU ({_cpus()} cores) LAPACK's SVD at this size is faster than "
+        "EAGLE (the paper does not state its hardware here; possible cause, not measured "
+        "here: on a GPU the matrix products EAGLE is made of gain most)"))
     lg = comparison["large_full_rank"]["summary"]
     if lg["eagle"]["median_seconds"] is not None and lg["lstsq"]["median_seconds"] is not None:
         trl = lg["eagle"]["median_seconds"] / lg["lstsq"]["median_seconds"]

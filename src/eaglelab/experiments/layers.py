@@ -22,15 +22,12 @@ import numpy as np
 
 from eaglelab.experiments import _common as cm
 from eaglelab.experiments._training import (
-    FIDELITY_CLAIM,
-    FIDELITY_PAPER,
     QUICK_TRAINING,
     REGIMES,
     TrainedConfig,
-    criterion_text,
+    fidelity_claim,
     protocol,
     trained_run,
-    unfaithful_reason,
 )
 from eaglelab.experiments.base import Context, ExperimentResult
 
@@ -109,10 +106,7 @@ def run(cfg: Config, ctx: Context) -> ExperimentResult:
             kap[0] >= KAPPA_FALL * kap[-1], "the layers precondition A as EAGLE does",
             "A_l is conditioned by less than the stated factor"))
         s = per_regime[r]["summary"]
-        claims.append(cm.claim(
-            f"{r}: {FIDELITY_CLAIM}", FIDELITY_PAPER, criterion_text(s), s["faithful"],
-            "within the paper's bound and below the model's own error",
-            unfaithful_reason(s, per_regime[r])))
+        claims.append(fidelity_claim(r, s, per_regime[r]))
     claims += _noisy_claims(cfg, med_noisy) if noisy else []
     _plot(ctx, med, "layers")
     captions = {"layers.png": "Median over seeds of kappa(A_l) and the D-slot MSE per layer: "

@@ -260,9 +260,10 @@ def _claims(cfg: Config, matrices: dict, scored: dict, ranks: dict | None):
             f"EAGLE is faster than {label} to the {cfg.eps:g} residual", paper + " (GPU)",
             f"{k} of {N} (CPU)", k >= N - (1 if other == "cg" else 0),
             "as on the paper's GPU",
-            f"on this machine's CPU ({_cpus()} cores) the baselines win more often: LAPACK's "
-            "SVD and sparse matrix-vector products are cheap here, while EAGLE's dense r x r "
-            "matrix products are what a GPU accelerates; our matrices are also smaller than "
+            f"on this machine's CPU ({_cpus()} cores) the baselines win more often (possible "
+            "cause, not measured here: LAPACK's SVD and sparse matrix-vector products are "
+            "cheap on a CPU, while EAGLE's dense r x r matrix products are what a GPU "
+            "accelerates); our matrices are also smaller than "
             "most of the paper's"))
     if ranks:
         order = sorted(ranks, key=ranks.get)

@@ -196,7 +196,9 @@ def _theorem2(cfg: Config, ctx: Context) -> dict[str, Any]:
             out["gd_final_error"] = float(gerr[-1])
             out["gd_rounds_run"] = g.iterations
             if out["accelerated_rounds"]:       # a ratio, or a lower bound where GD missed
-                out["gd_over_eagle"] = (out["gd_rounds"] or g.iterations) / out["accelerated_rounds"]
+                reached = out["gd_rounds"] is not None
+                out["gd_over_eagle"] = ((out["gd_rounds"] if reached else g.iterations)
+                                        / out["accelerated_rounds"])
                 out["gd_over_eagle_is_lower_bound"] = out["gd_rounds"] is None
             recs.append(out)
         med = lambda k, recs=recs: cm.median([r[k] for r in recs])  # noqa: E731
@@ -385,6 +387,10 @@ def _gd_claim(rows: list[dict]):
     if any(r["eagle_missed"] for r in rows):
         return cm.untested(text, "10-100x more rounds", ours,
                            "no ratio where EAGLE itself missed the target")
+    if any(b < GD_FACTOR for r in rows for b in r["gd_over_eagle_bounds"]):
+        return cm.untested(text, "10-100x more rounds", ours,
+                           "GD stopped (divergence) before 10x EAGLE's rounds on some seed: no "
+                           "ratio, and the rounds it ran do not decide it")
     return cm.claim(text, "10-100x more rounds", ours,
                     bool(worst) and min(worst) >= GD_FACTOR,
                     "GD is at least 10x slower in rounds on every seed at every alpha (where GD "
