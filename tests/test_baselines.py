@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from eaglelab.solvers._result import SolveResult
+from eaglelab.solvers._result import SolveResult, Status
 from eaglelab.solvers.cg import cg_normal
 from eaglelab.solvers.gd import gradient_descent
 from eaglelab.solvers.lsmr import lsmr
@@ -182,6 +182,7 @@ def test_sparse_input_equals_dense_input(name):
     sparse = run(name, As, sp.csr_matrix(B), C, **extra)
     assert isinstance(sparse.D, np.ndarray)
     assert dense.converged and sparse.converged, (dense.status, sparse.status)
+    assert dense.code is sparse.code is Status.CONVERGED
     D_ref = B @ np.linalg.pinv(A) @ C
     tol = 1e-7 if name == "sgd" else 1e-8
     assert rel(sparse.D, D_ref) < tol and rel(dense.D, D_ref) < tol
@@ -216,7 +217,7 @@ def test_numpy_float32_stays_float32(name):
 def test_lsmr_iteration_limit_is_reported():
     A, B, C, D_ref, _ = make_problem(1111)
     res = lsmr(A, B, C, tol=1e-12, max_iter=3, reference=D_ref)
-    assert not res.converged
+    assert not res.converged and res.code is Status.MAX_ITER
     assert "iteration limit" in res.status and "max_iter=3" in res.status
     assert res.iterations == 3 and res.info["istop_per_row"] == [7, 7]
     assert res.relative_error > 1e-6
@@ -227,6 +228,7 @@ def test_sketch_precond_iteration_limit_is_reported():
     A, B, C, *_ = make_problem(1212, d=20, n=400, noise=0.1)
     res = sketch_precond_lsqr(A, B, C, max_iter=2, seed=0)
     assert not res.converged and "iteration limit" in res.status
+    assert res.code is Status.MAX_ITER and res.summary()["code"] == "max_iter"
     assert res.iterations == 2
 
 
@@ -235,14 +237,14 @@ def test_max_iter_one_means_one_iteration(name):
     A, B, C, *_ = make_problem(1313)
     res = run(name, A, B, C, max_iter=1)
     assert res.iterations == 1 and len(res.history.change) == 1
-    assert not res.converged and "max_iter=1" in res.status
+    assert not res.converged and "max_iter=1" in res.status and res.code is Status.MAX_ITER
 
 
 @pytest.mark.parametrize("name", ["gd", "sgd"])
 def test_too_large_step_is_reported_as_divergence(name):
     A, B, C, *_ = make_problem(1414)
     res = run(name, A, B, C, step=50.0, max_iter=5000)
-    assert not res.converged and "diverged" in res.status
+    assert not res.converged and "diverged" in res.status and res.code is Status.DIVERGED
     assert np.all(np.isfinite(res.D)) and res.W is None
 
 
@@ -307,3 +309,28 @@ def test_inputs_are_not_modified(name):
         run(name, A, B, C, **({} if name == "lstsq" else {"max_iter": 3}))
         for M, M0 in zip((A, B, C), copies, strict=True):
             np.testing.assert_array_equal(M, M0)
+
+
+def test_row_solver_codes_follow_scipy_istop():
+    """LSQR/LSMR's istop per row maps to one code: solved, the iteration limit, an early
+    stop of scipy's own (BREAKDOWN), or non-finite output."""
+    from eaglelab.solvers.lsmr import row_solver_status
+
+    D = np.ones((2, 1))
+    assert row_solver_status("LSMR", D, [1, 2], 5, 1e-8, "h")[0] is Status.CONVERGED
+    assert row_solver_status("LSMR", D, [1, 7], 5, 1e-8, "h")[0] is Status.MAX_ITER
+    code, msg = row_solver_status("LSMR", D, [3, 1], 5, 1e-8, "h")
+    assert code is Status.BREAKDOWN and "istop=[3]" in msg
+    assert row_solver_status("LSMR", D * np.nan, [1, 1], 5, 1e-8, "h")[0] is Status.NONFINITE
+
+
+def test_the_result_code_is_the_source_of_converged():
+    """converged is derived from the code, so a result cannot say both."""
+    from eaglelab.solvers._result import History
+
+    r = SolveResult(D=None, method="x", iterations=1, code="max_iter", status="m",
+                    history=History(), seconds=0.0)
+    assert r.code is Status.MAX_ITER and not r.converged
+    with pytest.raises(ValueError):
+        SolveResult(D=None, method="x", iterations=1, code="done", status="m",
+                    history=History(), seconds=0.0)

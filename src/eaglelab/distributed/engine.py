@@ -303,7 +303,7 @@ def _rounds(comm: Comm, A_: np.ndarray, B_: np.ndarray, C0: np.ndarray, ref, mar
         status += "; WARNING: ranks ended with different D (report this as a bug)"
     name = "eagle_distributed" if method == "eagle" else "distributed_gd"
     return SolveResult(D=D_out, method=name,
-                       iterations=rounds, converged=stop.converged and not stop.diverged,
+                       iterations=rounds, code=stop.code(),
                        status=status, history=stop.history, seconds=timer(),
                        floats_sent_per_worker=max(measured, 0),
                        total_floats_sent=comm_info["total_floats"], info=info)

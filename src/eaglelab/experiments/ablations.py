@@ -28,7 +28,7 @@ import torch
 
 from eaglelab.experiments import _common as cm
 from eaglelab.experiments.base import Context, ExperimentResult
-from eaglelab.solvers import eagle, gradient_descent
+from eaglelab.solvers import Status, eagle, gradient_descent
 from eaglelab.tasks import conditioned_problem, nystrom_reference, sample
 from eaglelab.theory import condition_number, eagle_iterations_bound, numerical_rank
 
@@ -143,7 +143,7 @@ def _step_sizes(cfg: Config, ctx: Context) -> dict[str, Any]:
                 finite = err[np.isfinite(err)]
                 recs.append({"iterations_to_target": cm.first_below(list(err), cfg.step_target),
                              "best_error": float(finite.min()) if finite.size else None,
-                             "diverged": res.status.startswith("diverged")})
+                             "diverged": res.code is Status.DIVERGED})
             its = [r["iterations_to_target"] for r in recs]
             best = [r["best_error"] for r in recs]
             rows.append({"factor": f, "eta": eta, "gamma": gamma,

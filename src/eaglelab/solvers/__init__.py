@@ -4,7 +4,7 @@ Every solver is a plain function returning a `SolveResult`; `solve(A, B, C, meth
 dispatches by name (see `METHODS`).
 """
 
-from eaglelab.solvers._result import History, SolveResult
+from eaglelab.solvers._result import History, SolveResult, Status
 from eaglelab.solvers._update import update_reference
 from eaglelab.solvers.cg import cg_normal
 from eaglelab.solvers.distributed import distributed_gd, eagle_distributed, partition_columns
@@ -23,6 +23,7 @@ __all__ = [
     "History",
     "Schedule",
     "SolveResult",
+    "Status",
     "cg_normal",
     "distributed_gd",
     "draw_sketch",

@@ -4,11 +4,32 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
-__all__ = ["SolveResult", "History", "StopRule", "Timer"]
+__all__ = ["SolveResult", "Status", "History", "StopRule", "Timer"]
+
+
+class Status(StrEnum):
+    """Why a solve ended, machine-readable (in the spirit of lineax's RESULTS and the istop
+    of scipy's LSQR/LSMR); `SolveResult.status` is the human message derived from it.
+
+    CONVERGED  the stopping rule was met (for a direct solve: the solve finished with
+               finite values)
+    MAX_ITER   the iteration limit came first
+    DIVERGED   the iterate became non-finite or grew without bound (step sizes too large)
+    NONFINITE  a direct solve produced non-finite values (badly scaled input)
+    BREAKDOWN  an inner solver stopped for a reason of its own (e.g. LSQR's istop 3 or 6:
+               the matrix looks ill-conditioned beyond its limit)
+    """
+
+    CONVERGED = "converged"
+    MAX_ITER = "max_iter"
+    DIVERGED = "diverged"
+    NONFINITE = "nonfinite"
+    BREAKDOWN = "breakdown"
 
 
 @dataclass
@@ -35,8 +56,9 @@ class SolveResult:
     D: the completed block (d' x n'), same array type and dtype as the input.
     W: the estimated map W ~ B A^+ (d' x d) when the method computes one, else None.
     iterations: iterations (rounds for distributed methods; 1 for direct methods).
-    converged: whether the stopping rule was met within max_iter.
-    status: a sentence for the user ("converged", "max_iter=... reached; increase max_iter", ...).
+    code: why the solve ended (`Status`); `converged` is code == Status.CONVERGED.
+    status: the sentence for the user derived from code ("converged", "max_iter=...
+        reached; increase max_iter", ...).
     history: per-iteration change / error / time.
     seconds: total wall time of the solve (setup included).
     floats_sent_per_worker: floats each worker sent per round (0 for centralised methods);
@@ -47,7 +69,7 @@ class SolveResult:
     D: Any
     method: str
     iterations: int
-    converged: bool
+    code: Status
     status: str
     history: History
     seconds: float
@@ -55,6 +77,14 @@ class SolveResult:
     floats_sent_per_worker: int = 0
     total_floats_sent: int = 0
     info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.code = Status(self.code)
+
+    @property
+    def converged(self) -> bool:
+        """Whether the stopping rule was met within max_iter (code is CONVERGED)."""
+        return self.code is Status.CONVERGED
 
     @property
     def relative_error(self) -> float | None:
@@ -66,6 +96,7 @@ class SolveResult:
             "method": self.method,
             "iterations": self.iterations,
             "converged": self.converged,
+            "code": self.code.value,
             "status": self.status,
             "seconds": self.seconds,
             "relative_error": self.relative_error,
@@ -107,7 +138,7 @@ class StopRule:
 
     def fail(self, message: str) -> None:
         """Stop with a divergence the caller detected itself (an overflow inside a step):
-        the result reports `message` as its status and converged=False."""
+        the result reports `message` as its status and code DIVERGED."""
         self.diverged = True
         self.failure = message
 
@@ -133,7 +164,14 @@ class StopRule:
             return True
         return len(h.change) >= self.max_iter
 
+    def code(self) -> Status:
+        """Why the iteration stopped."""
+        if self.diverged:
+            return Status.DIVERGED
+        return Status.CONVERGED if self.converged else Status.MAX_ITER
+
     def status(self) -> str:
+        """The message for code(): the caller's own failure message where it gave one."""
         if self.failure:
             return self.failure
         if self.diverged:

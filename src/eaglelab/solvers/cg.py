@@ -123,7 +123,7 @@ def cg_normal(A: Any, B: Any, C: Any, *, tol: float = 1e-10, max_iter: int = 100
         W = wrap_like(np.ascontiguousarray(X.T), prep)
     return SolveResult(
         D=wrap_like(D, prep), W=W, method="cg", iterations=len(stop.history.change),
-        converged=stop.converged and not stop.diverged, status=stop.status(),
+        code=stop.code(), status=stop.status(),
         history=stop.history, seconds=timer(), floats_sent_per_worker=0,
         info={"products": products, "normal_residuals": np.sqrt(np.maximum(rr, 0)).tolist()})
 

@@ -154,7 +154,7 @@ def _run(A, B, C, *, workers, partition, eta, gamma, tol, max_iter, reference, f
     if freeze_tol is not None:
         info["frozen_at"] = frozen_at
     return SolveResult(D=wrap_like(D_old if stop.diverged else D_, prep), method=method,
-                       iterations=rounds, converged=stop.converged and not stop.diverged,
+                       iterations=rounds, code=stop.code(),
                        status=stop.status(), history=stop.history,
                        seconds=timer(), floats_sent_per_worker=per_worker,
                        total_floats_sent=per_worker * M * rounds, info=info)

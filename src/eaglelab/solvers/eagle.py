@@ -130,7 +130,6 @@ def eagle(A, B, C, *, eta: float = 1 / 3, gamma: float = 1.0, tol: float = 1e-10
             callback(l, A_, B_, C_, D_)
         if stop.failure or stop.record(D_, D_old):
             break
-    converged = stop.converged and not stop.diverged
     status = stop.status()
     D_out = D_ if not stop.diverged else D_old
     info: dict[str, Any] = {"eta": eta, "gamma": gamma}
@@ -141,5 +140,5 @@ def eagle(A, B, C, *, eta: float = 1 / 3, gamma: float = 1.0, tol: float = 1e-10
     if schedule is not None:
         method = "eagle_schedule"
     return SolveResult(D=wrap_like(D_out, prep), method=method, iterations=len(stop.history.change),
-                       converged=converged, status=status, history=stop.history,
+                       code=stop.code(), status=status, history=stop.history,
                        seconds=timer(), info=info)

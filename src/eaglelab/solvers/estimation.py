@@ -75,5 +75,5 @@ def eagle_estimate(A, B, C=None, *, eta: float = 1 / 3, gamma: float = 1.0, tol:
     D = W @ prep.C if C is not None else None
     return SolveResult(D=wrap_like(D, prep), W=wrap_like(W, prep), method="eagle_estimate",
                        iterations=len(stop.history.change),
-                       converged=stop.converged and not stop.diverged, status=stop.status(),
+                       code=stop.code(), status=stop.status(),
                        history=stop.history, seconds=timer(), info={"eta": eta, "gamma": gamma})

@@ -224,5 +224,5 @@ def _finish(stop: StopRule, D: np.ndarray, D_old: np.ndarray, Wt: np.ndarray, pr
         W = wrap_like(np.ascontiguousarray(Wt.T), prep)
     return SolveResult(
         D=wrap_like(D, prep), W=W, method=method, iterations=len(stop.history.change),
-        converged=stop.converged and not stop.diverged, status=stop.status(),
+        code=stop.code(), status=stop.status(),
         history=stop.history, seconds=timer(), floats_sent_per_worker=0, info=info)

@@ -38,7 +38,7 @@ from eaglelab.solvers._inputs import (
     to_dense,
     wrap_like,
 )
-from eaglelab.solvers._result import SolveResult, Timer
+from eaglelab.solvers._result import SolveResult, Status, Timer
 from eaglelab.solvers.lstsq import _final_history
 
 __all__ = ["lsmr"]
@@ -105,30 +105,30 @@ def lsmr(A: Any, B: Any, C: Any, *, tol: float = 1e-10, max_iter: int | None = N
     W = W.astype(dt)
 
     limit = max_iter if max_iter is not None else min(n, d)
-    converged, status = row_solver_status("LSMR", D, stops, limit, tol, "increase max_iter")
+    code, status = row_solver_status("LSMR", D, stops, limit, tol, "increase max_iter")
     history = _final_history(D, ref, timer)
     return SolveResult(
         D=wrap_like(D, prep), W=wrap_like(W, prep), method="lsmr", iterations=max(its),
-        converged=converged, status=status, history=history, seconds=timer(),
+        code=code, status=status, history=history, seconds=timer(),
         floats_sent_per_worker=0,
         info={"iterations_per_row": its, "total_iterations": int(sum(its)),
               "istop_per_row": stops})
 
 
 def row_solver_status(name: str, D: np.ndarray, stops: list[int], limit: int, tol: float,
-                      hint: str) -> tuple[bool, str]:
-    """(converged, status) for solvers that run scipy's LSQR/LSMR once per row of B.
+                      hint: str) -> tuple[Status, str]:
+    """(code, status) for solvers that run scipy's LSQR/LSMR once per row of B.
 
     istop 0, 1, 2, 4, 5 mean solved (4 and 5: the same tests at machine precision); 7 is the
     iteration limit, reported as non-convergence with the advice `hint`."""
     dp = len(stops)
     bad = [j for j, s in enumerate(stops) if s not in _CONVERGED]
     if not bool(np.all(np.isfinite(D))):
-        return False, f"failed: {name} produced non-finite values; rescale A and B"
+        return Status.NONFINITE, f"failed: {name} produced non-finite values; rescale A and B"
     if not bad:
-        return True, "converged"
+        return Status.CONVERGED, "converged"
     if all(stops[j] == _ITERATION_LIMIT for j in bad):
-        return False, (f"iteration limit max_iter={limit} reached by {name} for {len(bad)} of "
+        return Status.MAX_ITER, (f"iteration limit max_iter={limit} reached by {name} for {len(bad)} of "
                        f"{dp} rows of B before tol={tol:g}; {hint}")
-    return False, (f"{name} stopped early (istop={[stops[j] for j in bad]}) for {len(bad)} of "
+    return Status.BREAKDOWN, (f"{name} stopped early (istop={[stops[j] for j in bad]}) for {len(bad)} of "
                    f"{dp} rows of B; see scipy.sparse.linalg.{name.lower()}")

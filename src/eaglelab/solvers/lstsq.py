@@ -24,7 +24,7 @@ import numpy as np
 import scipy.linalg
 
 from eaglelab.solvers._inputs import check_reference, prepare, wrap_like
-from eaglelab.solvers._result import History, SolveResult, Timer
+from eaglelab.solvers._result import History, SolveResult, Status, Timer
 
 __all__ = ["lstsq", "LSTSQ_DRIVERS"]
 
@@ -79,7 +79,7 @@ def lstsq(A: Any, B: Any, C: Any, *, reference: Any = None, driver: str = "gelsd
     finite = bool(np.all(np.isfinite(D)))
     return SolveResult(
         D=wrap_like(D, prep), W=wrap_like(W, prep), method="lstsq", iterations=1,
-        converged=finite,
+        code=Status.CONVERGED if finite else Status.NONFINITE,
         status="converged (direct solve)" if finite else
         "failed: the LAPACK solve produced non-finite values; rescale A and B",
         history=history, seconds=timer(), floats_sent_per_worker=0,

@@ -144,12 +144,12 @@ def sketch_precond_lsqr(A: Any, B: Any, C: Any, *, oversample: float = 4.0,
     W = W.astype(prep.dtype)
     stops, its = info["istop_per_row"], info["iterations_per_row"]
     limit = max_iter if max_iter is not None else 2 * info["rank"]
-    converged, status = row_solver_status("LSQR", D, stops, limit, tol,
+    code, status = row_solver_status("LSQR", D, stops, limit, tol,
                                           "increase max_iter or oversample")
     history = _final_history(D, ref, timer)
     return SolveResult(
         D=wrap_like(D, prep), W=wrap_like(W, prep), method="sketch_precond",
-        iterations=max(its), converged=converged, status=status, history=history,
+        iterations=max(its), code=code, status=status, history=history,
         seconds=timer(), floats_sent_per_worker=0, info=info)
 
 
