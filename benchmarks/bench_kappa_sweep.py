@@ -12,7 +12,7 @@ import argparse
 
 from _util import write_json
 
-from eaglelab.solvers.solve import solve_problem
+from eaglelab.distributed.solve import solve_problem
 from eaglelab.tasks import conditioned_problem
 
 TARGET = 1e-10

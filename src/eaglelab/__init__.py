@@ -5,8 +5,7 @@ Public API: `solve` and the solver functions (`eaglelab.solvers`), the task gene
 (`eaglelab.extract`).
 """
 
+from eaglelab.records import __version__
 from eaglelab.solvers import SolveResult, solve
-
-__version__ = "0.1.0"
 
 __all__ = ["SolveResult", "__version__", "solve"]

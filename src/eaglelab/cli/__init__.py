@@ -38,7 +38,7 @@ def _root(
 ) -> None:
     """Linear transformers that discover EAGLE, and EAGLE as a solver."""
     if version:
-        from eaglelab import __version__
+        from eaglelab.records import __version__
 
         typer.echo(__version__)
         raise typer.Exit()

@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 
-from eaglelab.experiments.base import to_jsonable
+from eaglelab.records import to_jsonable
 
 console = Console(stderr=False)
 err_console = Console(stderr=True)

@@ -55,7 +55,7 @@ def solve(
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Complete D = B A^+ C and report iterations, time, error and communication."""
-    from eaglelab.solvers.solve import solve_problem as run_method
+    from eaglelab.distributed.solve import solve_problem as run_method
 
     if dtype not in ("float64", "float32"):
         fail(f"--dtype {dtype!r} is not supported; use float64 or float32")

@@ -25,11 +25,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
-import math
 import os
 import platform
-import subprocess
-import sys
 import time
 import traceback
 from collections.abc import Iterable, Iterator, Sequence
@@ -40,6 +37,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from eaglelab.records import package_versions, to_jsonable, write_json
+
 __all__ = [
     "Claim",
     "Context",
@@ -49,7 +48,6 @@ __all__ = [
     "reproduce_all",
     "run_experiment",
     "write_report",
-    "to_jsonable",
     "package_versions",
 ]
 
@@ -247,8 +245,8 @@ def run_experiment(name: str, out_dir: str | os.PathLike, quick: bool = False,
         "captions": result.captions,
         "section": result.section,
     }
-    _write_json(exp_dir / "config.json", config)
-    _write_json(exp_dir / "result.json", payload)
+    write_json(exp_dir / "config.json", config)
+    write_json(exp_dir / "result.json", payload)
     (exp_dir / "section.md").write_text(_section_markdown(payload, prefix="", level=1))
     return result
 
@@ -502,57 +500,3 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def to_jsonable(obj: Any) -> Any:
-    """Plain JSON types; numpy scalars/arrays unpacked; non-finite floats -> None."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    return obj
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(to_jsonable(obj), indent=1, allow_nan=False) + "\n")
-
-
-def package_versions() -> dict[str, str | None]:
-    """Versions of the packages whose numerics the results depend on, and the git commit."""
-    out: dict[str, str | None] = {"python": sys.version.split()[0]}
-    for mod in ("numpy", "scipy", "torch", "matplotlib", "eaglelab"):
-        try:
-            out[mod] = getattr(importlib.import_module(mod), "__version__", None)
-        except Exception:  # noqa: BLE001 - a missing optional package is just not reported
-            out[mod] = None
-    try:
-        from threadpoolctl import threadpool_info
-
-        blas = [f"{i.get('internal_api')} {i.get('version')} ({i.get('num_threads')} threads)"
-                for i in threadpool_info() if i.get("user_api") == "blas"]
-        out["blas"] = "; ".join(blas) or None
-    except Exception:  # noqa: BLE001
-        out["blas"] = None
-    out["git_commit"] = _git_commit()
-    return out
-
-
-def _git_commit() -> str | None:
-    here = Path(__file__).resolve().parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                             text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return sha + ("+dirty" if dirty else "")
-    except Exception:  # noqa: BLE001 - not a git checkout
-        return None

@@ -248,7 +248,7 @@ def write_report(ex: Extraction, out: Path, title: str = "") -> Path:
         figs["sketch"] = out / f"sketch_{tag}.png"
         _save(sketch_figure(ex), figs["sketch"])
     # all-task numbers of a diverged task can be inf: to_jsonable writes them as null
-    from eaglelab.experiments.base import to_jsonable
+    from eaglelab.records import to_jsonable
 
     (out / f"extraction_{tag}.json").write_text(json.dumps(to_jsonable(ex.to_dict()), indent=1))
     s = ex.summary()

@@ -16,7 +16,7 @@ from eaglelab.solvers.lstsq import lstsq
 from eaglelab.solvers.schedule import Schedule
 from eaglelab.solvers.sgd import sgd_sketch
 from eaglelab.solvers.sketch_precond import sketch_precond_lsqr
-from eaglelab.solvers.solve import METHODS, solve, solve_problem
+from eaglelab.solvers.solve import METHODS, solve
 
 __all__ = [
     "METHODS",
@@ -37,6 +37,5 @@ __all__ = [
     "sgd_sketch",
     "sketch_precond_lsqr",
     "solve",
-    "solve_problem",
     "update_reference",
 ]

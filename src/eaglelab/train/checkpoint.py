@@ -126,12 +126,12 @@ def environment() -> dict:
     import numpy
     import safetensors
 
-    import eaglelab
+    from eaglelab.records import __version__
 
     return {"python": sys.version.split()[0], "platform": platform.platform(),
             "machine": platform.machine(), "torch": torch.__version__,
             "numpy": numpy.__version__, "safetensors": safetensors.__version__,
-            "eaglelab": eaglelab.__version__, "torch_threads": torch.get_num_threads(),
+            "eaglelab": __version__, "torch_threads": torch.get_num_threads(),
             "mkl": bool(torch.backends.mkl.is_available())}
 
 

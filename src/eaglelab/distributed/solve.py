@@ -1,0 +1,51 @@
+"""`solve_problem`: a `tasks.BlockProblem` solved by any method, in one process or - for the
+distributed methods with engine="process" - as real processes over torch.distributed.  It
+sits above `solvers` (every method) and the process engine, so neither imports upward."""
+
+from __future__ import annotations
+
+from eaglelab.distributed.launch import solve_distributed
+from eaglelab.solvers._result import SolveResult
+from eaglelab.solvers.solve import solver_function
+
+__all__ = ["solve_problem"]
+
+# options every iterative method understands; passed only where the method accepts them
+_COMMON = ("tol", "max_iter", "dtype", "reference")
+
+
+def solve_problem(problem, method: str = "eagle", *, workers: int = 1, engine: str = "simulate",
+                  strict: bool = True, **options) -> SolveResult:
+    """Solve a `BlockProblem` (records the error against its float64 reference).
+
+    Options set to None are ignored; `tol`, `max_iter` and `dtype` go to methods that take
+    them; any other option the method does not take raises ValueError naming it (with
+    strict=False it is dropped: used when one set of options serves several methods).  With
+    workers > 1, "eagle" and "distributed_gd" run distributed: engine "simulate" in one
+    process, "process" as real processes over torch.distributed (gloo, loopback).
+    """
+    import inspect
+
+    if workers > 1 and method not in ("eagle", "eagle_distributed", "distributed_gd"):
+        raise ValueError(f"--workers applies to eagle and distributed_gd, not {method}")
+    options = {k: v for k, v in options.items() if v is not None}
+    options.setdefault("reference", problem.reference)
+    if method == "eagle" and workers > 1:
+        method = "eagle_distributed"
+    if method in ("eagle_distributed", "distributed_gd"):
+        options["workers"] = workers
+        if engine == "process":
+            options.pop("seed", None)
+            kind = "gd" if method == "distributed_gd" else "eagle"
+            return solve_distributed(problem.A, problem.B, problem.C, method=kind, **options)
+    if method == "eagle_estimate":
+        options["reference"] = problem.W_star
+    fn = solver_function(method)
+    accepted = inspect.signature(fn).parameters
+    for key in list(options):
+        if key not in accepted:
+            if key in _COMMON or key == "seed" or not strict:
+                options.pop(key)
+            else:
+                raise ValueError(f"option {key}={options[key]!r} does not apply to method {method}")
+    return fn(problem.A, problem.B, problem.C, **options)

@@ -1,0 +1,83 @@
+"""The package's layers: every import between subpackages points down (docs/architecture.md).
+
+The order, lowest first; a module may import its own layer and any lower one:
+
+    records, theory, tasks  <  models, solvers  <  train, distributed  <  extract
+    <  experiments  <  cli  <  the package root (eaglelab/__init__, __main__)
+
+Every import counts, module-level and inside functions, so a lazy import cannot hide an
+upward edge.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import eaglelab
+
+LAYERS = [
+    {"records", "theory", "tasks"},
+    {"models", "solvers"},
+    {"train", "distributed"},
+    {"extract"},
+    {"experiments"},
+    {"cli"},
+    {"__init__", "__main__"},
+]
+RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
+ROOT = Path(eaglelab.__file__).parent
+
+
+def _unit(path: Path) -> str:
+    """The subpackage (or top-level module) a source file belongs to."""
+    first = path.relative_to(ROOT).parts[0]
+    return first.removesuffix(".py")
+
+
+def _imports(path: Path) -> set[str]:
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module
+                 else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "eaglelab":
+                out.add(parts[1] if len(parts) > 1 else "__init__")
+    return out
+
+
+def test_every_unit_has_a_layer():
+    units = {_unit(p) for p in ROOT.rglob("*.py")}
+    assert units <= set(RANK), sorted(units - set(RANK))
+
+
+def test_no_import_points_up():
+    upward = []
+    for path in sorted(ROOT.rglob("*.py")):
+        src = _unit(path)
+        for dst in _imports(path):
+            if dst != src and RANK[dst] > RANK[src]:
+                upward.append(f"{path.relative_to(ROOT)} imports eaglelab.{dst}")
+    assert not upward, "\n".join(upward)
+
+
+def test_the_walk_sees_lazy_imports():
+    """The check must catch an import inside a function (how upward edges used to hide)."""
+    code = "def f():\n    from eaglelab.cli import main\n"
+    tree = ast.parse(code)
+    found = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert found == {"eaglelab.cli"}
+
+
+def test_the_version_has_one_value():
+    """records.__version__ (what runs record) equals pyproject.toml's."""
+    import tomllib
+
+    import pytest
+
+    pyproject = ROOT.parents[1] / "pyproject.toml"
+    if not pyproject.exists():
+        pytest.skip("not a source checkout")
+    stated = tomllib.loads(pyproject.read_text())["project"]["version"]
+    assert eaglelab.__version__ == stated
