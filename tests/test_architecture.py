@@ -2,7 +2,7 @@
 
 The order, lowest first; a module may import its own layer and any lower one:
 
-    records, theory, tasks  <  models, solvers  <  train, distributed  <  extract
+    records, settings, theory, tasks  <  models, solvers  <  train, distributed  <  extract
     <  experiments  <  cli  <  the package root (eaglelab/__init__, __main__)
 
 Every import counts, module-level and inside functions, so a lazy import cannot hide an
@@ -17,7 +17,7 @@ from pathlib import Path
 import eaglelab
 
 LAYERS = [
-    {"records", "theory", "tasks"},
+    {"records", "settings", "theory", "tasks"},
     {"models", "solvers"},
     {"train", "distributed"},
     {"extract"},
@@ -81,3 +81,23 @@ def test_the_version_has_one_value():
         pytest.skip("not a source checkout")
     stated = tomllib.loads(pyproject.read_text())["project"]["version"]
     assert eaglelab.__version__ == stated
+
+
+def test_one_setting_parser_for_training_and_experiments():
+    """Training overrides and experiment --set read text the same way (they used to
+    disagree on yes/on)."""
+    import pytest
+
+    from eaglelab.experiments import layers
+    from eaglelab.settings import parse_setting
+    from eaglelab.train.config import apply_overrides
+
+    for text in ("yes", "on", "1", "true"):
+        assert parse_setting("k", text, False) is True
+        sections = {"train": {"compile": False}}
+        apply_overrides(sections, {"train.compile": text})
+        assert sections["train"]["compile"] is True
+    assert layers.make_config(noisy_std="0.2").noisy_std == 0.2
+    assert parse_setting("k", "1,2.5", (0.0,)) == (1, 2.5)
+    with pytest.raises(ValueError, match="k: cannot read 'x' as int"):
+        parse_setting("k", "x", 3)

@@ -47,26 +47,11 @@ def make_config(cls: type[C], quick_values: dict[str, Any], quick: bool, seeds: 
 
 
 def _coerce(name: str, default: Any, value: Any) -> Any:
-    """A command-line override (text) as the type of the field's default: int, float, bool,
-    str, or a tuple written as comma-separated numbers."""
-    if not isinstance(value, str) or isinstance(default, str):
-        return value
-    try:
-        if isinstance(default, bool):
-            if value.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(value)
-            return value.lower() in ("true", "1")
-        if isinstance(default, int):
-            return int(value)
-        if isinstance(default, float):
-            return float(value)
-        if isinstance(default, tuple):
-            return tuple(float(x) if "." in x or "e" in x.lower() else int(x)
-                         for x in value.split(",") if x.strip())
-    except ValueError:
-        raise ValueError(f"config key {name}: cannot read {value!r} as "
-                         f"{type(default).__name__}") from None
-    return value
+    """A command-line override (text) as the type of the field's default (the one parser,
+    `eaglelab.settings.parse_setting`)."""
+    from eaglelab.settings import parse_setting
+
+    return parse_setting(f"config key {name}", value, default)
 
 
 def first_below(errors: Sequence[float], eps: float) -> int | None:

@@ -16,6 +16,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 
 from eaglelab.models.config import REGIMES, ModelConfig
+from eaglelab.settings import parse_setting
 from eaglelab.tasks.scale import training_median
 from eaglelab.tasks.training import TrainingTaskConfig
 
@@ -158,24 +159,7 @@ _DIMS = ("n", "d", "n_prime", "d_prime")
 
 
 def _parse(value: str, current, key: str):
-    if isinstance(current, bool):
-        low = value.strip().lower()
-        if low in ("1", "true", "yes", "on"):
-            return True
-        if low in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"override {key}={value!r}: expected true/false")
-    if isinstance(current, int):
-        try:
-            return int(value)
-        except ValueError:
-            raise ValueError(f"override {key}={value!r}: expected an integer") from None
-    if isinstance(current, float):
-        try:
-            return float(value)
-        except ValueError:
-            raise ValueError(f"override {key}={value!r}: expected a number") from None
-    return value
+    return parse_setting(f"override {key}", value, current)
 
 
 def apply_overrides(sections: dict[str, dict], overrides: dict[str, str]) -> None:
