@@ -101,3 +101,36 @@ def test_one_setting_parser_for_training_and_experiments():
     assert parse_setting("k", "1,2.5", (0.0,)) == (1, 2.5)
     with pytest.raises(ValueError, match="k: cannot read 'x' as int"):
         parse_setting("k", "x", 3)
+
+
+def test_one_haar_sampler():
+    """No copy of the Haar construction outside tasks/haar.py (doctest examples aside)."""
+    copies = []
+    for path in sorted(ROOT.rglob("*.py")):
+        if path.relative_to(ROOT).as_posix() == "tasks/haar.py":
+            continue
+        for k, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.strip()
+            if not code.startswith(">>>") and ("qr(rng.standard_normal" in code
+                                               or "qr(torch.randn" in code):
+                copies.append(f"{path.relative_to(ROOT)}:{k}")
+    assert not copies, copies
+
+
+def test_haar_is_orthonormal_and_consumes_one_gaussian_draw():
+    import numpy as np
+    import torch
+
+    from eaglelab.tasks.haar import haar, haar_batch
+
+    Q = haar(np.random.default_rng(3), 9, 4)
+    np.testing.assert_allclose(Q.T @ Q, np.eye(4), atol=1e-13)
+    # the stream: exactly one standard_normal((9, 4)) draw, then the sign-fixed QR factor
+    rng = np.random.default_rng(3)
+    G = rng.standard_normal((9, 4))
+    Q0, R0 = np.linalg.qr(G)
+    np.testing.assert_array_equal(Q, Q0 * np.sign(np.diag(R0)))
+    assert np.all(np.diag(Q.T @ G) > 0)                     # R's diagonal made positive
+    T = haar_batch(torch.Generator().manual_seed(0), 5, 7, 3)
+    eye = torch.eye(3, dtype=torch.float64).expand(5, 3, 3)
+    torch.testing.assert_close(T.transpose(1, 2) @ T, eye, atol=1e-13, rtol=0)

@@ -44,6 +44,7 @@ import numpy as np
 
 from eaglelab.solvers._inputs import check_int
 from eaglelab.solvers.distributed import partition_columns
+from eaglelab.tasks.haar import haar
 
 __all__ = ["DiverseProblem", "diverse_problem", "max_alpha_below_one"]
 
@@ -63,11 +64,6 @@ def max_alpha_below_one(workers: int) -> float:
     """Largest alpha < 1 that `diverse_problem` can build for `workers` blocks."""
     workers = check_int("workers", workers)
     return 0.0 if workers == 1 else (0.5 if workers == 2 else 2.0 / 3.0)
-
-
-def _haar(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
-    Q, R = np.linalg.qr(rng.standard_normal((rows, cols)))
-    return Q * np.where(np.diag(R) < 0, -1.0, 1.0)
 
 
 def diverse_problem(n: int = 1000, d: int = 1000, workers: int = 3, *, alpha: float = 1.0,
@@ -96,7 +92,7 @@ def diverse_problem(n: int = 1000, d: int = 1000, workers: int = 3, *, alpha: fl
     if q * cells > d:
         raise ValueError(f"q * cells = {q * cells} exceeds d = {d}; reduce cells")
     rng = np.random.default_rng(seed)
-    Q = _haar(rng, d, q * cells).reshape(d, cells, q)
+    Q = haar(rng, d, q * cells).reshape(d, cells, q)
     a = 1.0 if alpha == 1.0 else float(np.sqrt(1.0 - alpha))
     b = float(np.sqrt(max(0.0, 1.0 - a * a)))
     profile = np.geomspace(1.0, 1.0 / kappa, k * cells)
@@ -107,7 +103,7 @@ def diverse_problem(n: int = 1000, d: int = 1000, workers: int = 3, *, alpha: fl
         normal = np.concatenate([[a], b * f])
         basis = np.linalg.svd(normal[None, :])[2][1:].T          # q x k, orthogonal to normal
         U = np.einsum("dcq,qk->dck", Q, basis).reshape(d, cells * k)
-        V = _haar(rng, J.size, k * cells)
+        V = haar(rng, J.size, k * cells)
         A[:, J] = (U * profile) @ V.T
     W = rng.standard_normal((d_prime, d)) / np.sqrt(d)
     G = rng.standard_normal((n, n_prime)) / np.sqrt(n)

@@ -39,6 +39,7 @@ from eaglelab.experiments import _common as cm
 from eaglelab.experiments.base import Context, ExperimentResult
 from eaglelab.solvers import distributed_gd, eagle, eagle_distributed
 from eaglelab.tasks import conditioned_problem, nystrom_reference
+from eaglelab.tasks.haar import haar
 from eaglelab.theory import (
     condition_number,
     diversity_index,
@@ -81,11 +82,6 @@ def make_config(quick: bool = False, seeds: int | None = None, **overrides: Any)
     return cm.make_config(Config, QUICK, quick, seeds, overrides)
 
 
-def _haar(rng: np.random.Generator, m: int, k: int) -> np.ndarray:
-    Q, R = np.linalg.qr(rng.standard_normal((m, k)))
-    return Q * np.sign(np.diag(R))
-
-
 def controlled_alpha_problem(d: int, rank: int, workers: int, cols_per_worker: int,
                              alpha: float, kappa: float, n_prime: int = 2,
                              seed: int | None = None):
@@ -103,7 +99,7 @@ def controlled_alpha_problem(d: int, rank: int, workers: int, cols_per_worker: i
         raise ValueError(f"cols_per_worker must be >= rank = {k} (alpha = 1 needs every block "
                          f"to span range(A)), got {cols_per_worker}")
     rng = np.random.default_rng(seed)
-    U = _haar(rng, d, k)
+    U = haar(rng, d, k)
     if alpha == 1:
         bases = [np.eye(k)] * M
     else:
@@ -118,7 +114,7 @@ def controlled_alpha_problem(d: int, rank: int, workers: int, cols_per_worker: i
     for basis in bases:
         r = basis.shape[1]
         sigma = np.geomspace(1.0, 1.0 / kappa, r)
-        blocks.append(U @ basis @ _haar(rng, r, r) @ (sigma[:, None] * _haar(rng, cols_per_worker,
+        blocks.append(U @ basis @ haar(rng, r, r) @ (sigma[:, None] * haar(rng, cols_per_worker,
                                                                               r).T))
     A = np.concatenate(blocks, axis=1)
     n = A.shape[1]

@@ -53,8 +53,9 @@ def numerical_rank(M: np.ndarray, rtol: float = 0.05) -> int:
 
 
 def random_projector(n: int, r: int, rng: np.random.Generator) -> np.ndarray:
-    Q, R = np.linalg.qr(rng.standard_normal((n, r)))
-    Q = Q * np.sign(np.diag(R))
+    from eaglelab.tasks.haar import haar
+
+    Q = haar(rng, n, r)
     return Q @ Q.T
 
 

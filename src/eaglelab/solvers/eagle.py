@@ -38,8 +38,9 @@ def draw_sketch(kind: str, n: int, r: int, rng: np.random.Generator, dtype=np.fl
     if kind == "rows":
         return np.sort(rng.choice(n, size=r, replace=False))
     if kind == "orthogonal":
-        Q, R = np.linalg.qr(rng.standard_normal((n, r)))
-        return (Q * np.sign(np.diag(R))).astype(dtype, copy=False)
+        from eaglelab.tasks.haar import haar
+
+        return haar(rng, n, r).astype(dtype, copy=False)
     raise ValueError(f"sketch={kind!r} is not known; use one of {SKETCHES} or None (dense)")
 
 

@@ -34,6 +34,7 @@ from eaglelab.tasks._checks import (
     seed_record,
 )
 from eaglelab.tasks.blocks import BlockProblem, assemble
+from eaglelab.tasks.haar import haar, haar_batch
 
 __all__ = [
     "SINGULAR_VALUE_LAWS",
@@ -115,20 +116,6 @@ def singular_value_profile(
     return np.exp(-math.log(kappa) * fractions)
 
 
-def _haar_np(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
-    """Haar-random orthonormal columns: QR of a Gaussian matrix with the sign of R fixed."""
-    Q, R = np.linalg.qr(rng.standard_normal((rows, cols)))
-    signs = np.where(np.diagonal(R) < 0, -1.0, 1.0)
-    return Q * signs
-
-
-def _haar_torch(gen: torch.Generator | None, batch: int, rows: int, cols: int) -> torch.Tensor:
-    G = torch.randn(batch, rows, cols, generator=gen, dtype=torch.float64)
-    Q, R = torch.linalg.qr(G)
-    signs = torch.where(torch.diagonal(R, dim1=-2, dim2=-1) < 0, -1.0, 1.0)
-    return Q * signs.unsqueeze(-2)
-
-
 def conditioned_problem(
     n: int,
     d: int,
@@ -177,8 +164,8 @@ def conditioned_problem(
         n, d, n_prime, d_prime, kappa, rank, singular_values, noise_std
     )
     rng = np_rng(seed)
-    U = _haar_np(rng, d, rank)
-    V = _haar_np(rng, n, rank)
+    U = haar(rng, d, rank)
+    V = haar(rng, n, rank)
     uniforms = rng.random(max(rank - 2, 0)) if law == "loguniform" else None
     sigma = singular_value_profile(rank, kappa, law, uniforms=uniforms)
     A = (U * sigma) @ V.T
@@ -249,8 +236,8 @@ def conditioned_batch(
     n, d, n_prime, d_prime, kappa, rank, law, noise_std = _validate(
         n, d, n_prime, d_prime, kappa, rank, singular_values, noise_std
     )
-    U = _haar_torch(generator, batch, d, rank)
-    V = _haar_torch(generator, batch, n, rank)
+    U = haar_batch(generator, batch, d, rank)
+    V = haar_batch(generator, batch, n, rank)
     if law == "loguniform" and rank > 2:
         u = torch.rand(batch, rank - 2, generator=generator, dtype=torch.float64).numpy()
     else:

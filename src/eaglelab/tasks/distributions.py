@@ -53,6 +53,7 @@ import numpy as np
 import torch
 
 from eaglelab.tasks._checks import check_choice, check_float, check_int, check_params, finish
+from eaglelab.tasks.haar import haar_batch
 from eaglelab.tasks.training import TrainingTaskConfig, training_batch
 
 __all__ = ["DISTRIBUTIONS", "default_params", "sample"]
@@ -80,11 +81,7 @@ def _svd_loguniform(
     smax = check_float("smax", smax, low=smin)
     r = min(s, rows, cols)
 
-    def haar(m: int) -> torch.Tensor:
-        Q, R = torch.linalg.qr(torch.randn(batch, m, r, generator=gen, dtype=torch.float64))
-        return Q * torch.where(torch.diagonal(R, dim1=-2, dim2=-1) < 0, -1.0, 1.0).unsqueeze(-2)
-
-    U, V = haar(rows), haar(cols)
+    U, V = haar_batch(gen, batch, rows, r), haar_batch(gen, batch, cols, r)
     u = torch.rand(batch, r, generator=gen, dtype=torch.float64)
     sigma = torch.exp(math.log(smin) + u * (math.log(smax) - math.log(smin)))
     return (U * sigma.unsqueeze(-2)) @ V.transpose(-1, -2)
