@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 
 from eaglelab.models._fused import fused_flops_per_sample
+from eaglelab.tasks.blocks import split_prompt
 from eaglelab.train import Trainer, resolve_config
 from eaglelab.train.cli import _tune_malloc
-from eaglelab.train.data import split_prompt
 
 
 def _rate(fn, flops: float, repeats: int = 7, inner: int = 20) -> float:

@@ -21,7 +21,7 @@ from eaglelab.extract import eagle_layers, extract, held_out
 from eaglelab.extract.pipeline import HELD_OUT_SEED
 from eaglelab.models import ModelConfig
 from eaglelab.models.handset import eagle_weights
-from eaglelab.train.config import EstimationTaskConfig
+from eaglelab.tasks.estimation import EstimationTaskConfig
 
 TASK = EstimationTaskConfig()            # A: 6 x 18, B = w A (1 x 18), C = I_6, D = w
 VAL = 128

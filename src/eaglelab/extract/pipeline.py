@@ -305,7 +305,7 @@ def _alignment(R: np.ndarray, basis: np.ndarray) -> float:
 def held_out(task, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(Z0, D): prompts and true hidden blocks of a fixed seeded batch (float64), drawn from
     the run's task distribution (training or estimation) with exact float64 sampling."""
-    from eaglelab.train.data import draw_batch
+    from eaglelab.tasks.sampling import draw_batch
 
     X = draw_batch(task, size, torch.Generator().manual_seed(seed), dtype=torch.float64,
                    sampler="exact")

@@ -3,6 +3,9 @@
 - `blocks`: the block layout (`BlockProblem`, `split`, `assemble`, `prompt`) and the float64
   Nystrom reference answer (`nystrom_reference`);
 - `training`: the paper's training distribution (`training_batch`);
+- `estimation`: the least-squares estimation task of Appendix D (`EstimationTaskConfig`);
+- `sampling`: one batch of a training-type task from a generator (`draw_batch`);
+- `haar`: the one Haar sampler;
 - `conditioned`: problems with a prescribed condition number and rank (SVD construction);
 - `distributions`: the ablation distributions behind one entry point, `sample`;
 - `regression`: in-context linear regression in the block layout;
@@ -10,7 +13,14 @@
 - `realdata`: problems from real (e.g. SuiteSparse) matrices by pivoted-QR selection.
 """
 
-from eaglelab.tasks.blocks import BlockProblem, assemble, nystrom_reference, prompt, split
+from eaglelab.tasks.blocks import (
+    BlockProblem,
+    assemble,
+    nystrom_reference,
+    prompt,
+    split,
+    split_prompt,
+)
 from eaglelab.tasks.conditioned import (
     SINGULAR_VALUE_LAWS,
     conditioned_batch,
@@ -18,6 +28,7 @@ from eaglelab.tasks.conditioned import (
     singular_value_profile,
 )
 from eaglelab.tasks.distributions import DISTRIBUTIONS, default_params, sample
+from eaglelab.tasks.estimation import EstimationTaskConfig, estimation_batch
 from eaglelab.tasks.kernels import (
     KERNELS,
     POINT_CLOUDS,
@@ -28,6 +39,7 @@ from eaglelab.tasks.kernels import (
 )
 from eaglelab.tasks.realdata import load_matrix, load_problem, matrix_task, save_problem
 from eaglelab.tasks.regression import regression_batch, regression_problem
+from eaglelab.tasks.sampling import draw_batch
 from eaglelab.tasks.training import TrainingTaskConfig, training_batch
 
 __all__ = [
@@ -36,11 +48,14 @@ __all__ = [
     "POINT_CLOUDS",
     "SINGULAR_VALUE_LAWS",
     "BlockProblem",
+    "EstimationTaskConfig",
     "TrainingTaskConfig",
     "assemble",
     "conditioned_batch",
     "conditioned_problem",
     "default_params",
+    "draw_batch",
+    "estimation_batch",
     "kernel_batch",
     "kernel_matrix",
     "load_matrix",
@@ -55,6 +70,7 @@ __all__ = [
     "save_problem",
     "singular_value_profile",
     "split",
+    "split_prompt",
     "synthetic_points",
     "training_batch",
 ]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-__all__ = ["BlockProblem", "assemble", "split", "nystrom_reference", "prompt"]
+__all__ = ["BlockProblem", "assemble", "split", "split_prompt", "nystrom_reference", "prompt"]
 
 
 def split(X, d: int, n: int):
@@ -36,6 +36,16 @@ def prompt(X, d: int, n: int):
     Z = X.clone() if isinstance(X, torch.Tensor) else np.array(X, copy=True)
     Z[..., d:, n:] = 0
     return Z
+
+
+def split_prompt(X: torch.Tensor, d: int, n: int,
+                 inplace: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Z0, D): the prompt with the hidden block zeroed, and the hidden block (a copy).
+    inplace=True zeroes the block of X itself and returns X as Z0 (no copy of X)."""
+    D = X[..., d:, n:].clone()
+    Z0 = X if inplace else X.clone()
+    Z0[..., d:, n:] = 0
+    return Z0, D
 
 
 def nystrom_reference(A, B, C, rcond: float | None = None):

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from eaglelab.models.config import REGIMES, ModelConfig
 from eaglelab.settings import parse_setting
+from eaglelab.tasks.estimation import EstimationTaskConfig
 from eaglelab.tasks.scale import training_median
 from eaglelab.tasks.training import TrainingTaskConfig
 
@@ -25,36 +26,6 @@ __all__ = ["TrainConfig", "EstimationTaskConfig", "RunConfig", "resolve_config",
 
 SAMPLERS = ("fast", "exact")
 DTYPES = ("float32", "float64")
-
-
-@dataclass(frozen=True)
-class EstimationTaskConfig:
-    """Least-squares parameter estimation (brief section 6): A (d x n) Gaussian features,
-    w (1 x d) Gaussian weights, B = w A (+ noise), C = I_d and D = w, so the model's
-    prediction of D is an estimate of W* = B A^+ (exact for noise_std = 0 and n >= d)."""
-
-    n: int = 18
-    d: int = 6
-    noise_std: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("n", "d"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"task.{name} must be a positive integer, got {v!r}")
-        if not self.noise_std >= 0:
-            raise ValueError(f"task.noise_std must be >= 0, got {self.noise_std}")
-
-    @property
-    def n_prime(self) -> int:
-        return self.d
-
-    @property
-    def d_prime(self) -> int:
-        return 1
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -4,14 +4,8 @@ Streams.  Seed s draws its batches from its own CPU generator seeded with
 ``data_seed(s)``, so the K streams of a vectorised run equal the streams of K single-seed
 runs, and a checkpoint stores each generator's state to resume bit for bit.
 
-Samplers (low-rank task of brief section 1).  "exact" calls
-`eaglelab.tasks.training_batch` (float64 sampling, then cast; about 23 ms for a batch of
-1024 on one core here, more than the model's step).  "fast" draws the same distribution
-directly in the training dtype, X = (R1 Sigma / sqrt(s)) R2^T with R = [R1; R2] one randn
-call (about 3.6 ms per 1024; the 410k normals dominate).  Both are deterministic given
-the seed; they are different streams.
-
-Estimation task (brief section 6): see `EstimationTaskConfig`.
+The batches themselves come from `eaglelab.tasks.sampling.draw_batch` (the "exact" and
+"fast" samplers of the training task, and the estimation task).
 
 The evaluation set is drawn once per run with the exact float64 sampler from
 ``eval_seed`` and is the same for every seed of the run.
@@ -24,8 +18,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 import torch
 
-from eaglelab.tasks.training import training_batch
-from eaglelab.train.config import EstimationTaskConfig
+from eaglelab.tasks.blocks import split_prompt
+from eaglelab.tasks.sampling import draw_batch
 
 __all__ = ["data_seed", "BatchStream", "draw_batch", "evaluation_set", "split_prompt"]
 
@@ -33,50 +27,6 @@ __all__ = ["data_seed", "BatchStream", "draw_batch", "evaluation_set", "split_pr
 def data_seed(seed: int, stream: int = 1) -> int:
     """The 63-bit generator seed of a data stream (stream 1: training batches)."""
     return int(np.random.SeedSequence([seed, stream]).generate_state(1, np.uint64)[0] >> 1)
-
-
-def split_prompt(X: torch.Tensor, d: int, n: int,
-                 inplace: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(Z0, D): the prompt with the hidden block zeroed, and the hidden block (a copy).
-    inplace=True zeroes the block of X itself and returns X as Z0 (no copy of X)."""
-    D = X[..., d:, n:].clone()
-    Z0 = X if inplace else X.clone()
-    Z0[..., d:, n:] = 0
-    return Z0, D
-
-
-def draw_batch(task, batch: int, generator: torch.Generator, *, dtype=torch.float32,
-               sampler: str = "fast", out: torch.Tensor | None = None) -> torch.Tensor:
-    """One batch X (batch, d + d', n + n') of the task."""
-    if isinstance(task, EstimationTaskConfig) or sampler == "exact":
-        X = (_estimation_batch(task, batch, generator, dtype)
-             if isinstance(task, EstimationTaskConfig)
-             else training_batch(batch, task, generator=generator, dtype=dtype))
-        if out is not None:
-            out.copy_(X)
-            return out
-        return X
-    T, W, s = task.d + task.d_prime, task.n + task.n_prime, task.s
-    R = torch.randn(batch, T + W, s, generator=generator, dtype=dtype)
-    scale = task.alpha ** (torch.arange(1, s + 1, dtype=torch.float64) / 2)
-    R1 = R[:, :T] * (scale * scale / s**0.5).to(dtype)
-    X = torch.bmm(R1, R[:, T:].transpose(1, 2), out=out)
-    if task.noise_std > 0:
-        X.add_(torch.randn(X.shape, generator=generator, dtype=dtype), alpha=task.noise_std)
-    return X
-
-
-def _estimation_batch(task: EstimationTaskConfig, batch: int, generator: torch.Generator,
-                      dtype) -> torch.Tensor:
-    d, n = task.d, task.n
-    A = torch.randn(batch, d, n, generator=generator, dtype=torch.float64)
-    w = torch.randn(batch, 1, d, generator=generator, dtype=torch.float64)
-    B = w @ A
-    if task.noise_std > 0:
-        B = B + task.noise_std * torch.randn(B.shape, generator=generator, dtype=torch.float64)
-    C = torch.eye(d, dtype=torch.float64).expand(batch, d, d)
-    X = torch.cat([torch.cat([A, C], dim=-1), torch.cat([B, w], dim=-1)], dim=-2)
-    return X.to(dtype)
 
 
 def evaluation_set(task, size: int, eval_seed: int, dtype=torch.float32) -> torch.Tensor:
