@@ -277,13 +277,16 @@ def _original_units(Zm, Za, D, s0, c, inside) -> dict[str, Any]:
 
 
 def _exploded(Z_last, D, Z_raw, c, inside) -> dict[str, Any]:
-    """Which test tasks the model fails on - relative error ||pred - D||_F^2 / ||D||_F^2
-    above EXPLODED x its median over all tasks, or non-finite - with the percentile of each
-    one's input norm ||A_0||_2 (of the raw prompt, before any normalisation) in the test
-    batch and whether it lies outside the calibrated range.  The paper explains its training
-    spikes by an atypically large ||A||_2; these are the trained model's failures at test."""
+    """Which test tasks the model fails on - error ||pred - D||_F^2 relative to max(||D||_F^2,
+    the median over tasks of ||D||_F^2), above EXPLODED x its median over all tasks, or
+    non-finite - with the percentile of each one's input norm ||A_0||_2 (of the raw prompt,
+    before any normalisation) in the test batch and whether it lies outside the calibrated
+    range.  The floor keeps a task with an unusually small D from counting as a failure for
+    an ordinary absolute error.  The paper explains its training spikes by an atypically
+    large ||A||_2; these are the trained model's failures at test."""
     err = (-Z_last[..., c.d:, c.n:].to(torch.float64) - D.to(torch.float64)).square()
-    ref = D.to(torch.float64).square().flatten(1).sum(dim=1).clamp_min(1e-300)
+    size = D.to(torch.float64).square().flatten(1).sum(dim=1)
+    ref = torch.maximum(size, size.median()).clamp_min(1e-300)
     rel = (err.flatten(1).sum(dim=1) / ref).numpy()
     finite = np.isfinite(rel)
     median = np.median(rel[finite]) if finite.any() else np.inf
