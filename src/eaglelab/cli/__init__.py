@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-# Two OpenMP threads that spin while waiting make torch 15-20x slower whenever another job
-# holds a core (measured on 2-core machines); passive waiting costs nothing when idle.
+# OpenMP threads that spin while waiting make torch many times slower whenever another job
+# holds a core; passive waiting costs nothing when idle.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer  # noqa: E402

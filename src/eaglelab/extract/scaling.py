@@ -14,7 +14,7 @@ Compute-limited heads: the query sketch S is the top-left W_QK block's rank-r ei
 with its eigenvalues kept (`weighted_sketch`: a1 S S^T is the block's rank-r part, so S is
 not orthonormal when the learned eigenvalues differ; a1 = tr(P) / r as above).  They learn
 their value block Q as a rank-r map of its own, not a multiple of the query sketch's S S^T
-(measured: a third to three quarters of ||Q|| lies in span S).  There `value_map` reads
+(the share of ||Q|| inside span S is reported as `value_alignment`).  There `value_map` reads
 Q = a2 R with R the rank-r truncation of Q scaled to ||R||_F = sqrt(r) (the norm of S S^T)
 and a2 = sign(tr(S^T Q S)) ||Q_r||_F / sqrt(r), which equals tr(Q) / r when Q = a2 S S^T;
 the extracted update is A <- A - s_A (A S)(A S)^T A R.  `head_scales` is this reading of

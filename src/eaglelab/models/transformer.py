@@ -372,7 +372,7 @@ class LinearTransformer(nn.Module):
         prep = self._prepare(theta, ("product", "product"))
         G, V, bias = prep["qk"], prep["vp"], prep.get("bias")
         # one seed at a time: the K seeds share no work, and a single seed's activations
-        # stay in cache (measured: stacking 10 seeds in every GEMM was 12 % slower)
+        # stay in cache (stacking the seeds in every GEMM is slower: benchmarks/bench_train.py)
         losses = [fused_loss(Z[k:k + 1], D[k:k + 1].contiguous(), G[k:k + 1], V[k:k + 1],
                              None if bias is None else bias[k:k + 1], c.d, c.n, chunk)
                   for k in range(Z.shape[0])]

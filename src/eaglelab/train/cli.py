@@ -27,7 +27,7 @@ __all__ = ["cli_train", "train_run"]
 def _tune_malloc() -> None:
     """Keep freed blocks in glibc's heap instead of returning them to the OS: the training
     step allocates the same few MB-sized tensors every step, and returning them costs a
-    page fault per 4 KiB page on every reuse (measured: ~1400 faults and ~3 ms per step).
+    page fault per 4 KiB page on every reuse (`benchmarks/bench_train.py` measures the step).
     A no-op where glibc's mallopt is unavailable."""
     try:
         libc = ctypes.CDLL("libc.so.6")
