@@ -23,8 +23,8 @@ from eaglelab.experiments.base import (
     cli_reproduce,
     reproduce_all,
     run_experiment,
-    write_report,
 )
+from eaglelab.experiments.report import write_report
 
 __all__ = [
     "EXPERIMENTS",
