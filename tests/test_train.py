@@ -49,7 +49,7 @@ def test_public_api_is_pinned():
         "BatchStream", "EstimationTaskConfig", "FlatAdam", "LoadedRun", "RunConfig",
         "SpikeGuard", "TrainConfig", "Trainer", "apply_overrides", "clip_per_seed",
         "cli_train", "data_seed", "draw_batch", "evaluation_set", "load_run", "merge_runs",
-        "resolve_config", "select_seeds", "split_prompt", "train_run"])
+        "resolve_config", "resume", "select_seeds", "split_prompt", "train", "train_run"])
 
 
 def test_defaults_are_the_paper_recipe():

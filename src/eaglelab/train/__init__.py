@@ -2,7 +2,7 @@
 checkpoints and resume.  See `loop.py` for the loop and `checkpoint.py` for the run folder.
 """
 
-from eaglelab.train.cli import cli_train, train_run
+from eaglelab.train.cli import cli_train, resume, train, train_run
 from eaglelab.train.config import (
     EstimationTaskConfig,
     RunConfig,
@@ -32,7 +32,9 @@ __all__ = [
     "load_run",
     "merge_runs",
     "resolve_config",
+    "resume",
     "select_seeds",
     "split_prompt",
+    "train",
     "train_run",
 ]

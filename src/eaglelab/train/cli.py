@@ -107,6 +107,32 @@ def _train(run_dir: Path, quiet: bool) -> Path:
     return run_dir
 
 
+def train(config: RunConfig, run_dir: str | Path, *, quiet: bool = True):
+    """Train `config` (a resolved `RunConfig`, e.g. from `resolve_config`) in the new run
+    folder `run_dir` (it must not exist or be empty) and return the finished run
+    (`LoadedRun`: model, config, metrics).  The library form of `eaglelab train`."""
+    from eaglelab.train.runs import load_run
+
+    out = Path(run_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"run folder {out} already exists; use resume() to continue it")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "environment.json", json.dumps(environment(), indent=2))
+    write_text_atomic(out / CONFIG, config.to_json())
+    return load_run(train_run(out, quiet=quiet))
+
+
+def resume(run_dir: str | Path, *, steps: int | None = None, quiet: bool = True):
+    """Continue the run in `run_dir` from its last checkpoint (to `steps` when larger than
+    its configured steps) and return the finished run (`LoadedRun`)."""
+    from eaglelab.train.runs import load_run
+
+    out = Path(run_dir)
+    if not (out / CONFIG).exists():
+        raise ValueError(f"{out} holds no run (no {CONFIG}); use train() to start one")
+    return load_run(train_run(out, quiet=quiet, steps=steps))
+
+
 def cli_train(regime: str | None, seeds: int | None, steps: int | None, out: str | Path,
               resume: bool = False, overrides: dict[str, str] | None = None,
               quiet: bool = False) -> Path:
