@@ -99,6 +99,7 @@ def test_one_setting_parser_for_training_and_experiments():
         assert sections["train"]["compile"] is True
     assert layers.make_config(noisy_std="0.2").noisy_std == 0.2
     assert parse_setting("k", "1,2.5", (0.0,)) == (1, 2.5)
+    assert type(parse_setting("k", 0, 0.5)) is float         # typed overrides: one hash
     with pytest.raises(ValueError, match="k: cannot read 'x' as int"):
         parse_setting("k", "x", 3)
 

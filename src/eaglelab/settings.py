@@ -15,8 +15,12 @@ TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 def parse_setting(key: str, text: Any, like: Any) -> Any:
     """`text` as the type of `like`: bool (1/true/yes/on, 0/false/no/off), int, float, a
     tuple of numbers written comma-separated, or the text itself (str, or a setting whose
-    current value is None).  A value that is not text is returned as given.  Raises
+    current value is None).  A value that is not text is returned as given, except that a
+    number for a float setting becomes a float.  Raises
     ValueError "KEY: cannot read TEXT as TYPE", KEY the caller's name for the setting."""
+    if (isinstance(like, float) and isinstance(text, int | float)
+            and not isinstance(text, bool)):
+        return float(text)            # 0 and 0.0 are one setting (and one config hash)
     if not isinstance(text, str) or isinstance(like, str) or like is None:
         return text
     low = text.strip().lower()

@@ -109,10 +109,10 @@ def trained_run(ctx: Context, regime: str, *, steps: int, batch: int, noise_std:
     from eaglelab.train import merge_runs, resolve_config
     from eaglelab.train.runs import seedless
 
-    overrides = {"train.batch": str(batch), "train.seed": str(ctx.seeds[0]),
-                 "task.noise_std": str(noise_std), "model.heads": str(heads)}
+    overrides: dict[str, object] = {"train.batch": batch, "train.seed": ctx.seeds[0],
+                                    "task.noise_std": noise_std, "model.heads": heads}
     if prune_at:
-        overrides.update({"train.prune_to": "1", "train.prune_at": str(prune_at)})
+        overrides.update({"train.prune_to": 1, "train.prune_at": prune_at})
     if normalise != "none":
         overrides["model.normalise"] = normalise
     K = len(ctx.seeds) if seeds is None else seeds
@@ -124,7 +124,7 @@ def trained_run(ctx: Context, regime: str, *, steps: int, batch: int, noise_std:
                                            ctx.seeds[0], ctx.seeds[0] + K):
         if run_dir is None:           # a new block: seeds s .. covered - 1 in one run
             config = resolve_config(regime, covered - s, steps,
-                                    {**overrides, "train.seed": str(s)})
+                                    {**overrides, "train.seed": s})
             key = hashlib.sha1(config.to_json().encode()).hexdigest()[:10]
             start = f"from{s}" if s else ""
             run_dir = runs_folder(ctx) / f"{regime}-{tag}-{steps}x{covered - s}{start}-{key}"
@@ -207,18 +207,19 @@ def _finished_block(ctx: Context, run_dir: Path, regime: str, steps: int, overri
                     seed: int, K: int):
     """The finished run in run_dir (trained or resumed first) with its first K seeds; a
     new run there has seeds seed .. seed + K - 1."""
-    from eaglelab.train import cli_train, load_run, select_seeds
+    from eaglelab.train import load_run, resolve_config, resume, select_seeds, train
     from eaglelab.train.checkpoint import MODEL
     from eaglelab.train.runs import CONFIG
 
-    resume = (run_dir / CONFIG).exists()
-    if run_dir.exists() and not resume:
+    started = (run_dir / CONFIG).exists()
+    if run_dir.exists() and not started:
         shutil.rmtree(run_dir)       # a folder left by a crash before the config was written
     if not (run_dir / MODEL).exists():
         t0 = time.perf_counter()
-        cli_train(None if resume else regime, None if resume else K,
-                  None if resume else steps, run_dir, resume=resume,
-                  overrides=None if resume else {**overrides, "train.seed": str(seed)},
+        if started:
+            resume(run_dir, quiet=not ctx.progress)
+        else:
+            train(resolve_config(regime, K, steps, {**overrides, "train.seed": seed}), run_dir,
                   quiet=not ctx.progress)
         ctx.training_wall += time.perf_counter() - t0
     run = load_run(run_dir)
