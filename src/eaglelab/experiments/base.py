@@ -161,16 +161,7 @@ def _module(name: str):
     if name not in reg:
         raise ValueError(f"unknown experiment {name!r}; valid names: {', '.join(sorted(reg))} "
                          f"(or 'all')")
-    try:
-        return importlib.import_module(reg[name])
-    except ModuleNotFoundError as exc:
-        if exc.name == reg[name]:
-            from eaglelab.experiments import available
-
-            raise ValueError(f"experiment {name!r} is registered but not implemented yet "
-                             f"(module {reg[name]} is missing); available now: "
-                             f"{', '.join(available())}") from None
-        raise
+    return importlib.import_module(reg[name])
 
 
 # ----------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ __all__ = ["write_report", "section_markdown"]
 def write_report(out: str | os.PathLike, *, failures: dict[str, str] | None = None,
                  total_wall: float | None = None, ran: Sequence[str] | None = None) -> Path:
     """Assemble <out>/REPORT.md from every <out>/<name>/result.json (registry order)."""
-    from eaglelab.experiments import EXPERIMENTS, available
+    from eaglelab.experiments import EXPERIMENTS
 
     out = Path(out)
     results = []
@@ -73,15 +73,12 @@ def write_report(out: str | os.PathLike, *, failures: dict[str, str] | None = No
     lines += ["", f"{n_agree} of {n_total} claims agree"
               + (f"; {n_untested} not tested by our measurement" if n_untested else "") + ".", ""]
 
-    missing = [n for n in EXPERIMENTS if n not in available()]
-    not_run = [n for n in available() if not (out / n / "result.json").exists()]
-    if missing or not_run or failures:
+    not_run = [n for n in EXPERIMENTS if not (out / n / "result.json").exists()]
+    if not_run or failures:
         lines += ["## Not in this report", ""]
-        for n in missing:
-            lines.append(f"- `{n}`: not implemented yet (module `{EXPERIMENTS[n]}` is missing).")
         for n in not_run:
             if n not in failures:
-                lines.append(f"- `{n}`: implemented but not run into this directory.")
+                lines.append(f"- `{n}`: not run into this directory.")
         for n, tb in failures.items():
             lines += [f"- `{n}`: **failed**:", "", "```", tb.rstrip(), "```"]
         lines.append("")
