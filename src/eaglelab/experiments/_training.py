@@ -25,7 +25,7 @@ from eaglelab.experiments.base import Context
 __all__ = ["TrainedConfig", "QUICK_TRAINING", "REGIMES", "trained_run", "runs_folder",
            "write_cache_index",
            "seed_blocks", "unfaithful_reason", "criterion_text", "mse_claim", "protocol",
-           "FIDELITY_CLAIM", "FIDELITY_PAPER", "fidelity_claim"]
+           "FIDELITY_CLAIM", "FIDELITY_PAPER", "fidelity_claim", "if_learned"]
 
 REGIMES = ("unconstrained", "compute-limited", "distributed")
 
@@ -228,19 +228,27 @@ def _finished_block(ctx: Context, run_dir: Path, regime: str, steps: int, overri
     return run if K == len(run.config.seeds) else select_seeds(run, range(K))
 
 
-def fidelity_claim(label: str, summary: dict, seeds: dict):
-    """The headline fidelity claim: decided (agrees / differs) only for a model that
-    learned the task; otherwise "not tested" - the paper's claim is about a model at its
+def if_learned(summary: dict, claim):
+    """A fidelity-type claim is decided only for a model that learned the task; otherwise
+    "not tested" with its numbers kept - the paper's claim is about a model at its
     accuracy, and the test-MSE claim carries that miss."""
     from eaglelab.experiments import _common as cm
 
-    text = f"{label}: {FIDELITY_CLAIM}"
-    if not summary["learned"]:
-        return cm.untested(text, FIDELITY_PAPER, criterion_text(summary),
-                           unfaithful_reason(summary, seeds) + "; cannot decide the claim")
-    return cm.claim(text, FIDELITY_PAPER, criterion_text(summary), summary["faithful"],
-                    "within the paper's bound and below the model's own error",
-                    unfaithful_reason(summary, seeds))
+    if summary["learned"]:
+        return claim
+    return cm.untested(claim.claim, claim.paper, claim.ours,
+                       f"not learned (test MSE {summary['mse']:.1e}): the paper's claim is "
+                       "about a model at its accuracy, so this cannot decide it")
+
+
+def fidelity_claim(label: str, summary: dict, seeds: dict):
+    """The headline fidelity claim (decided only for a learned model, `if_learned`)."""
+    from eaglelab.experiments import _common as cm
+
+    return if_learned(summary, cm.claim(
+        f"{label}: {FIDELITY_CLAIM}", FIDELITY_PAPER, criterion_text(summary),
+        summary["faithful"], "within the paper's bound and below the model's own error",
+        unfaithful_reason(summary, seeds)))
 
 
 def unfaithful_reason(summary: dict, seeds: dict) -> str:

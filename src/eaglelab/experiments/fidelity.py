@@ -29,6 +29,7 @@ from eaglelab.experiments._training import (
     REGIMES,
     TrainedConfig,
     fidelity_claim,
+    if_learned,
     mse_claim,
     protocol,
     trained_run,
@@ -289,7 +290,7 @@ def _claims(data: dict, cfg: Config) -> list:
         s = data["regimes"][r]["summary"]
         d = data["regimes"][r]
         claims.append(fidelity_claim(r, s, d))
-        claims.append(_if_learned(s, cm.claim(
+        claims.append(if_learned(s, cm.claim(
             f"{r}: the same over every test task (the paper's metric; no task left out by "
             "our input-norm rule; the model must have learned over every task too)",
             FIDELITY_PAPER,
@@ -303,12 +304,12 @@ def _claims(data: dict, cfg: Config) -> list:
             else "not faithful over every task (nor over the tasks in range: "
             f"{s['faithful']})")))
         claims.append(mse_claim(r, s, cfg.steps))
-        claims += [_if_learned(s, c) for c in _canonical_claims(r, s)]
+        claims += [if_learned(s, c) for c in _canonical_claims(r, s)]
         claims.append(_control_claim(r, data["controls"][r]))
         claims.append(_perturbed_claim(r, data["perturbed"][r]))
         claims.append(_spike_claim(r, d["training"]))
         claims.append(_explosion_claim(r, s))
-        claims.append(_if_learned(s, cm.claim(
+        claims.append(if_learned(s, cm.claim(
             f"{r}: the same on typical tasks (medians over tasks of the per-task fidelity "
             "and test MSE; relative criterion only, ours)", "(the paper reports means)",
             "max " + f"{max(s['fidelity_median']):.1e} vs median MSE {s['mse_median']:.1e}",
@@ -404,16 +405,6 @@ def _claims(data: dict, cfg: Config) -> list:
         "the heads also write other machines' A columns (A-sized communication); the "
         "extracted local update leaves these writes in its residue"))
     return claims
-
-
-def _if_learned(s: dict, claim):
-    """A fidelity-type claim is decided only for a model that learned the task (as the
-    headline fidelity claim): otherwise "not tested", with the numbers kept."""
-    if s["learned"]:
-        return claim
-    return cm.untested(claim.claim, claim.paper, claim.ours,
-                       f"not learned (test MSE {s['mse']:.1e}): the paper's claim is about a "
-                       "model at its accuracy, so this cannot decide it")
 
 
 def _canonical_claims(r: str, s: dict) -> list:
