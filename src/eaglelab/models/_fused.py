@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["fused_loss", "fused_flops_per_sample"]
+__all__ = ["fused_loss", "fused_flops_per_sample", "gram_states", "head_update"]
 
 
 def fused_flops_per_sample(d: int, dp: int, n: int, W: int, H: int, L: int) -> tuple[int, int]:
@@ -172,3 +172,40 @@ def fused_loss(Z0: torch.Tensor, D: torch.Tensor, G: torch.Tensor, V: torch.Tens
     need_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (G, V, bias))
     return _FusedLoss.apply(Z0, D, G, V, bias, d, n, max(int(chunk), 1), need_grad)
+
+
+@torch.no_grad()
+def gram_states(Z0: torch.Tensor, G: torch.Tensor, V: torch.Tensor, bias: torch.Tensor | None,
+                d: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The activations [Z_0, ..., Z_L] (each (K, B, T, W), every row) of the L-layer model
+    and the per-prompt Gram matrices [M_0, ..., M_{L-1}] (each (K, B, W, W)) its layers
+    read; the same arithmetic as the forward of `fused_loss`, without gradients."""
+    K, B, T, W = Z0.shape
+    HW = G.shape[-1]
+    Z, Zs, Ms = Z0, [Z0], []
+    for l in range(G.shape[1]):
+        zk = Z[:, :, :d]
+        M = torch.matmul(zk.transpose(-1, -2), zk)                   # (K, B, W, W)
+        Q = torch.matmul(Z.reshape(K, B * T, W), G[:, l]).view(K, B, T, HW)
+        if bias is not None:
+            _add_bias(Q, bias[:, l], d)
+        P = torch.matmul(Q.view(K, B, T * HW // W, W), M).view(K, B * T, HW)
+        Z = torch.baddbmm(Z.reshape(K, B * T, W), P, V[:, l]).view(K, B, T, W)
+        Zs.append(Z)
+        Ms.append(M)
+    return Zs, Ms
+
+
+@torch.no_grad()
+def head_update(Z: torch.Tensor, M: torch.Tensor, G_l: torch.Tensor, V_l: torch.Tensor,
+                bias_l: torch.Tensor | None, h: int, d: int) -> torch.Tensor:
+    """What head h of one layer adds to Z (K, B, T, W) given the layer's Gram matrices M
+    (K, B, W, W): Z W_QK_h M W_VP_h (plus the head's query bias), (K, B, T, W).  G_l
+    (K, W, H W), V_l (K, H W, W), bias_l (K, H, 2, W) are the layer's stacked factors."""
+    K, B, T, W = Z.shape
+    cols = slice(h * W, (h + 1) * W)
+    Q = torch.matmul(Z.reshape(K, B * T, W), G_l[:, :, cols]).view(K, B, T, W)
+    if bias_l is not None:
+        _add_bias(Q, bias_l[:, h:h + 1], d)
+    P = torch.matmul(Q, M)                                           # (K, B, T, W)
+    return torch.matmul(P.view(K, B * T, W), V_l[:, cols]).view(K, B, T, W)

@@ -2,11 +2,16 @@
 procedure, used by training (`train.prune_to` / `prune_at`, then fine-tuning) and by
 extraction of a multi-head model.
 
-Every seed is pruned independently but all seeds are evaluated in one batched forward:
-at each step, for every remaining removable head, mask it and measure the validation loss;
-each seed removes the head whose removal hurts least.  Stops at `keep` heads per layer (per
-machine in the distributed regime).  The loss after every removal is recorded.  The caller
-passes a VALIDATION batch (Z0, D): what pruning selects on must never be what is reported.
+Every seed is pruned independently: at each step, for every remaining removable head, remove
+it and measure the validation loss; each seed removes the head whose removal hurts least.
+Stops at `keep` heads per layer (per machine in the distributed regime).  The loss after
+every removal is recorded.  The caller passes a VALIDATION batch (Z0, D): what pruning
+selects on must never be what is reported.
+
+The candidates' losses are the full model's with that head masked, computed more cheaply
+(the same numbers up to rounding, `tests/test_models.py` checks the choices against a plain
+loop): on a copy holding only the heads still alive, and from the cached activations of the
+layer the head sits in (`_losses_without`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+
+from eaglelab.models._fused import fused_loss, gram_states, head_update
 
 __all__ = ["PruneResult", "prune_heads"]
 
@@ -59,26 +66,18 @@ def prune_heads(model, Z0: torch.Tensor, D: torch.Tensor, keep: int = 1) -> Prun
     original = model.head_mask.clone()
     try:
         while any(removable(k) for k in range(K)):
-            cands = [removable(k) for k in range(K)]
-            width = max(len(x) for x in cands)
-            losses = torch.full((K, width), float("inf"))
-            for j in range(width):
-                trial = mask.clone()
-                for k in range(K):
-                    if j < len(cands[k]):
-                        l, h = cands[k][j]
-                        trial[k, l, h] = 0
-                model.head_mask.copy_(trial)
-                loss = model.loss(Z0, D)
-                for k in range(K):
-                    if j < len(cands[k]):
-                        losses[k, j] = loss[k]
+            model.head_mask.copy_(mask)
+            small, where = _compact(model, mask, groups, per_group)
             for k in range(K):
-                if cands[k]:
-                    j = int(torch.argmin(losses[k]))
-                    l, h = cands[k][j]
-                    mask[k, l, h] = 0
-                    history[k].append({"layer": l, "head": h, "loss": float(losses[k, j])})
+                cands = removable(k)
+                if not cands:
+                    continue
+                losses = _losses_without(small.seed_slice(k), Z0, D,
+                                         [(l, int(where[k, l, h])) for l, h in cands])
+                j = int(torch.argmin(losses))
+                l, h = cands[j]
+                mask[k, l, h] = 0
+                history[k].append({"layer": l, "head": h, "loss": float(losses[j])})
     finally:
         model.head_mask.copy_(original)
     idx = torch.stack([torch.stack([torch.nonzero(mask[k, l]).flatten() for l in range(L)])
@@ -86,3 +85,48 @@ def prune_heads(model, Z0: torch.Tensor, D: torch.Tensor, keep: int = 1) -> Prun
     pruned = model.select_heads(idx)
     after = pruned.loss(Z0, D).tolist()
     return PruneResult(pruned, idx, base, after, history)
+
+
+def _compact(model, mask: torch.Tensor, groups: int, per_group: int):
+    """The model with only the live heads of `mask` (K, L, H) kept, so that a candidate's
+    loss does not pay for the heads removed so far: every (seed, layer, machine) keeps its
+    live heads, padded with dead ones (mask 0, so they add nothing) to the largest live
+    count.  Returns (compacted model, where (K, L, H): each original head's index in it,
+    -1 for a head not kept)."""
+    K, L, H = mask.shape
+    live = mask.view(K, L, groups, per_group) != 0
+    width = max(int(live.sum(-1).max()), 1)
+    # per group: live heads first (in index order), then dead ones; keep the first `width`
+    order = torch.argsort((~live).to(torch.int8), dim=-1, stable=True)[..., :width]
+    keep = (order + torch.arange(groups).view(1, 1, groups, 1) * per_group).reshape(K, L, -1)
+    where = torch.full((K, L, H), -1, dtype=torch.long)
+    where.scatter_(2, keep, torch.arange(keep.shape[2]).expand_as(keep).contiguous())
+    return model.select_heads(keep), where
+
+
+@torch.no_grad()
+def _losses_without(model, Z0: torch.Tensor, D: torch.Tensor,
+                    heads: list[tuple[int, int]]) -> torch.Tensor:
+    """Validation loss (float64, one per entry) of the one-seed `model` with head (l, h)
+    removed, for each (l, h) in `heads`.  The activations of the current model are formed
+    once; removing head h of layer l changes nothing before layer l and subtracts that
+    head's update from Z_{l+1}, so only the layers after l are run again."""
+    c = model.config
+    L = c.layers
+    Z, D, G, V, bias = model.gram_inputs(Z0, D)
+    D = D.contiguous()
+    Zs, Ms = gram_states(Z, G, V, bias, c.d)
+
+    def loss_from(Zl: torch.Tensor, l: int) -> float:
+        if l == L:
+            err = Zl[:, :, c.d:, c.n:].neg() - D
+            return float(err.double().square().mean())
+        return float(fused_loss(Zl.contiguous(), D, G[:, l:], V[:, l:],
+                                None if bias is None else bias[:, l:], c.d, c.n)[0])
+
+    out = []
+    for l, h in heads:
+        upd = head_update(Zs[l], Ms[l], G[:, l], V[:, l],
+                          None if bias is None else bias[:, l], h, c.d)
+        out.append(loss_from(Zs[l + 1] - upd, l + 1))
+    return torch.tensor(out, dtype=torch.float64)

@@ -358,25 +358,39 @@ class LinearTransformer(nn.Module):
         fused=True evaluates it with the fused Gram-form kernel and its hand-written
         backward (`_fused.py`, the training path); fused=False through `forward` and
         autograd.  `chunk` is the fused kernel's batch chunk (cache locality only)."""
-        c = self.config
-        Z = self._as_batch(Z0)
-        D = D.to(self.theta.dtype)
-        if D.dim() == 3:
-            D = D.unsqueeze(0).expand(self.num_seeds, *D.shape)
-        if c.normalise != "none":
-            scale = self.prompt_scale(Z)[..., None, None]
-            Z, D = Z * scale, D * scale
         if not fused:
+            Z, D = self._scaled(Z0, D)
             err = self._unnormalised().forward(Z, theta) - D
             return err.square().mean(dim=(1, 2, 3))
-        prep = self._prepare(theta, ("product", "product"))
-        G, V, bias = prep["qk"], prep["vp"], prep.get("bias")
+        Z, D, G, V, bias = self.gram_inputs(Z0, D, theta)
+        c = self.config
         # one seed at a time: the K seeds share no work, and a single seed's activations
         # stay in cache (stacking the seeds in every GEMM is slower: benchmarks/bench_train.py)
         losses = [fused_loss(Z[k:k + 1], D[k:k + 1].contiguous(), G[k:k + 1], V[k:k + 1],
                              None if bias is None else bias[k:k + 1], c.d, c.n, chunk)
                   for k in range(Z.shape[0])]
         return losses[0] if len(losses) == 1 else torch.cat(losses)
+
+    def _scaled(self, Z0: torch.Tensor, D: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Z, D) per seed, (K, B, T, W) and (K, B, d', n'), in the model's dtype and
+        multiplied by the prompt scale of a normalised model."""
+        Z = self._as_batch(Z0)
+        D = D.to(self.theta.dtype)
+        if D.dim() == 3:
+            D = D.unsqueeze(0).expand(self.num_seeds, *D.shape)
+        if self.config.normalise != "none":
+            scale = self.prompt_scale(Z)[..., None, None]
+            Z, D = Z * scale, D * scale
+        return Z, D
+
+    def gram_inputs(self, Z0: torch.Tensor, D: torch.Tensor, theta: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, ...]:
+        """What the Gram-form kernels (`_fused`) take: (Z, D) as `loss` scores them and the
+        stacked factors G (K, L, W, H W), V (K, L, H W, W), bias (K, L, H, 2, W) or None,
+        with removed heads zero in V."""
+        Z, D = self._scaled(Z0, D)
+        prep = self._prepare(theta, ("product", "product"))
+        return Z, D, prep["qk"], prep["vp"], prep.get("bias")
 
     def _unnormalised(self) -> LinearTransformer:
         """self, or a view of its weights without normalisation (shares theta)."""
