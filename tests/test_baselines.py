@@ -314,7 +314,7 @@ def test_inputs_are_not_modified(name):
 def test_row_solver_codes_follow_scipy_istop():
     """LSQR/LSMR's istop per row maps to one code: solved, the iteration limit, an early
     stop of scipy's own (BREAKDOWN), or non-finite output."""
-    from eaglelab.solvers.lsmr import row_solver_status
+    from eaglelab.solvers._kernels import row_solver_status
 
     D = np.ones((2, 1))
     assert row_solver_status("LSMR", D, [1, 2], 5, 1e-8, "h")[0] is Status.CONVERGED

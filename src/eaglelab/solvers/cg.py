@@ -25,7 +25,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from eaglelab.solvers._inputs import (
     check_int,
@@ -35,13 +34,13 @@ from eaglelab.solvers._inputs import (
     to_dense,
     wrap_like,
 )
+from eaglelab.solvers._kernels import matmat
 from eaglelab.solvers._result import SolveResult, StopRule, Timer
 
 __all__ = ["cg_normal"]
 
 # OpenBLAS's gemm is slow for very thin right-hand sides (2 columns ran 2-3x slower than
 # two gemv calls on 200 x 20000 and 1920 x 1920 dense A); below this width we loop.
-_THIN = 4
 
 
 def cg_normal(A: Any, B: Any, C: Any, *, tol: float = 1e-10, max_iter: int = 1000,
@@ -92,7 +91,7 @@ def cg_normal(A: Any, B: Any, C: Any, *, tol: float = 1e-10, max_iter: int = 100
     C_ = prep.C
 
     X = np.zeros((d, dp), dtype=dt)  # X = W^T
-    R = _matmat(A_, Bt).astype(dt, copy=False)  # residual of the normal equations at X = 0
+    R = matmat(A_, Bt).astype(dt, copy=False)  # residual of the normal equations at X = 0
     P = R.copy()
     rr = np.einsum("ij,ij->j", R, R)
     products = 1
@@ -100,9 +99,9 @@ def cg_normal(A: Any, B: Any, C: Any, *, tol: float = 1e-10, max_iter: int = 100
     stop = StopRule(tol, max_iter, ref, timer)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for _ in range(max_iter):
-            T = _matmat(At, P)  # A^T P, n x d'
+            T = matmat(At, P)  # A^T P, n x d'
             pq = np.einsum("ij,ij->j", T, T)  # p^T A A^T p >= 0 by construction
-            Q = _matmat(A_, T)
+            Q = matmat(A_, T)
             products += 2
             alpha = np.zeros_like(rr)
             np.divide(rr, pq, out=alpha, where=pq > 0)  # pq = 0 only when p = 0 (row done)
@@ -128,13 +127,3 @@ def cg_normal(A: Any, B: Any, C: Any, *, tol: float = 1e-10, max_iter: int = 100
         info={"products": products, "normal_residuals": np.sqrt(np.maximum(rr, 0)).tolist()})
 
 
-def _matmat(M: Any, X: np.ndarray) -> np.ndarray:
-    """M @ X for a dense or scipy.sparse M; thin dense products go column by column."""
-    if sp.issparse(M):
-        return np.asarray(M @ X)
-    if X.shape[1] <= _THIN:
-        out = np.empty((M.shape[0], X.shape[1]), dtype=np.result_type(M, X))
-        for j in range(X.shape[1]):
-            out[:, j] = M @ X[:, j]
-        return out
-    return M @ X

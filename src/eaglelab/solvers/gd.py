@@ -44,9 +44,9 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
-from eaglelab.solvers._inputs import check_int, check_positive, check_reference, prepare, wrap_like
+from eaglelab.solvers._inputs import check_int, check_positive, check_reference, prepare
+from eaglelab.solvers._kernels import finish_w_iteration, matmat, power_sigma_max
 from eaglelab.solvers._result import SolveResult, StopRule, Timer
-from eaglelab.solvers.cg import _matmat
 
 __all__ = ["gradient_descent", "RIDGE_FACTOR"]
 
@@ -135,42 +135,15 @@ def gradient_descent(A: Any, B: Any, C: Any, *, tol: float = 1e-10, max_iter: in
     stop = StopRule(tol, max_iter, ref, timer)
     with np.errstate(over="ignore", invalid="ignore"):
         for _ in range(max_iter):
-            Rt = _matmat(At, Wt) - Bt  # (W A - B)^T, n x d'
-            G = _matmat(A_, Rt)
+            Rt = matmat(At, Wt) - Bt  # (W A - B)^T, n x d'
+            G = matmat(A_, Rt)
             if ridge:
                 G += ridge * Wt
             Wt -= step * G
             D_old, D = D, Wt.T @ C_
             if stop.record(D, D_old):
                 break
-    return _finish(stop, D, D_old, Wt, prep, timer, "gd", info)
-
-
-def power_sigma_max(A: np.ndarray, iters: int, rng: np.random.Generator) -> tuple[float, int]:
-    """Estimate sigma_max(A) by power iteration on A A^T from a Gaussian start.
-
-    Returns (estimate, iterations used); stops early when the Rayleigh quotient
-    ||A^T v||^2 changes by less than 1e-12 relatively.  The estimate never exceeds
-    sigma_max (up to round-off) and approaches it from below.
-    """
-    v = rng.standard_normal(A.shape[0]).astype(A.dtype, copy=False)
-    v /= np.linalg.norm(v)
-    lam = 0.0
-    k = 0
-    for k in range(1, iters + 1):  # noqa: B007 - k is reported
-        u = A.T @ v
-        lam_new = float(u @ u)
-        w = A @ u
-        nw = float(np.linalg.norm(w))
-        if nw == 0.0 or not np.isfinite(nw):  # A^T v = 0: restart is pointless, keep lam
-            lam = max(lam, lam_new)
-            break
-        v = w / nw
-        done = abs(lam_new - lam) <= 1e-12 * lam_new
-        lam = lam_new
-        if done:
-            break
-    return float(np.sqrt(lam)), k
+    return finish_w_iteration(stop, D, D_old, Wt, prep, timer, "gd", info)
 
 
 def _numerically_rank_deficient(A: np.ndarray, k: int, rng: np.random.Generator
@@ -215,14 +188,3 @@ def _lanczos_extremes(A: np.ndarray, k: int, rng: np.random.Generator) -> tuple[
     return max(float(theta[0]), 0.0), float(theta[-1])
 
 
-def _finish(stop: StopRule, D: np.ndarray, D_old: np.ndarray, Wt: np.ndarray, prep: Any,
-            timer: Timer, method: str, info: dict[str, Any]) -> SolveResult:
-    """Package an iterative W-iteration (shared with `sgd_sketch`)."""
-    if stop.diverged:  # keep the last finite iterate; the status says what happened
-        D, W = D_old, None
-    else:
-        W = wrap_like(np.ascontiguousarray(Wt.T), prep)
-    return SolveResult(
-        D=wrap_like(D, prep), W=W, method=method, iterations=len(stop.history.change),
-        code=stop.code(), status=stop.status(),
-        history=stop.history, seconds=timer(), floats_sent_per_worker=0, info=info)

@@ -38,13 +38,11 @@ from eaglelab.solvers._inputs import (
     to_dense,
     wrap_like,
 )
-from eaglelab.solvers._result import SolveResult, Status, Timer
-from eaglelab.solvers.lstsq import _final_history
+from eaglelab.solvers._kernels import final_history, row_solver_status
+from eaglelab.solvers._result import SolveResult, Timer
 
 __all__ = ["lsmr"]
 
-_CONVERGED = (0, 1, 2, 4, 5)
-_ITERATION_LIMIT = 7
 
 
 def lsmr(A: Any, B: Any, C: Any, *, tol: float = 1e-10, max_iter: int | None = None,
@@ -106,7 +104,7 @@ def lsmr(A: Any, B: Any, C: Any, *, tol: float = 1e-10, max_iter: int | None = N
 
     limit = max_iter if max_iter is not None else min(n, d)
     code, status = row_solver_status("LSMR", D, stops, limit, tol, "increase max_iter")
-    history = _final_history(D, ref, timer)
+    history = final_history(D, ref, timer)
     return SolveResult(
         D=wrap_like(D, prep), W=wrap_like(W, prep), method="lsmr", iterations=max(its),
         code=code, status=status, history=history, seconds=timer(),
@@ -115,20 +113,3 @@ def lsmr(A: Any, B: Any, C: Any, *, tol: float = 1e-10, max_iter: int | None = N
               "istop_per_row": stops})
 
 
-def row_solver_status(name: str, D: np.ndarray, stops: list[int], limit: int, tol: float,
-                      hint: str) -> tuple[Status, str]:
-    """(code, status) for solvers that run scipy's LSQR/LSMR once per row of B.
-
-    istop 0, 1, 2, 4, 5 mean solved (4 and 5: the same tests at machine precision); 7 is the
-    iteration limit, reported as non-convergence with the advice `hint`."""
-    dp = len(stops)
-    bad = [j for j, s in enumerate(stops) if s not in _CONVERGED]
-    if not bool(np.all(np.isfinite(D))):
-        return Status.NONFINITE, f"failed: {name} produced non-finite values; rescale A and B"
-    if not bad:
-        return Status.CONVERGED, "converged"
-    if all(stops[j] == _ITERATION_LIMIT for j in bad):
-        return Status.MAX_ITER, (f"iteration limit max_iter={limit} reached by {name} for {len(bad)} of "
-                       f"{dp} rows of B before tol={tol:g}; {hint}")
-    return Status.BREAKDOWN, (f"{name} stopped early (istop={[stops[j] for j in bad]}) for {len(bad)} of "
-                   f"{dp} rows of B; see scipy.sparse.linalg.{name.lower()}")

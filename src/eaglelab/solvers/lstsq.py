@@ -24,7 +24,8 @@ import numpy as np
 import scipy.linalg
 
 from eaglelab.solvers._inputs import check_reference, prepare, wrap_like
-from eaglelab.solvers._result import History, SolveResult, Status, Timer
+from eaglelab.solvers._kernels import final_history
+from eaglelab.solvers._result import SolveResult, Status, Timer
 
 __all__ = ["lstsq", "LSTSQ_DRIVERS"]
 
@@ -75,7 +76,7 @@ def lstsq(A: Any, B: Any, C: Any, *, reference: Any = None, driver: str = "gelsd
                                          check_finite=False)
     W = np.ascontiguousarray(Wt.T, dtype=dt)
     D = (W @ prep.C).astype(dt, copy=False)
-    history = _final_history(D, ref, timer)
+    history = final_history(D, ref, timer)
     finite = bool(np.all(np.isfinite(D)))
     return SolveResult(
         D=wrap_like(D, prep), W=wrap_like(W, prep), method="lstsq", iterations=1,
@@ -86,16 +87,3 @@ def lstsq(A: Any, B: Any, C: Any, *, reference: Any = None, driver: str = "gelsd
         info={"driver": driver, "rcond": rcond, "rank": int(rank)})
 
 
-def _final_history(D: np.ndarray, ref: np.ndarray | None, timer: Timer) -> History:
-    """One-entry history for a solve without per-iteration access: the change from D_0 = 0,
-    the error against the reference, and the time so far."""
-    h = History()
-    with np.errstate(over="ignore", invalid="ignore"):
-        D64 = np.asarray(D, dtype=np.float64)
-        h.change.append(float(np.linalg.norm(D64)))
-        if ref is not None:
-            ref_norm = float(np.linalg.norm(ref))
-            err = float(np.linalg.norm(D64 - ref))
-            h.error.append(err / ref_norm if ref_norm > 0 else err)
-    h.seconds.append(timer())
-    return h

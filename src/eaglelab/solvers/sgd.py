@@ -28,9 +28,8 @@ from typing import Any
 import numpy as np
 
 from eaglelab.solvers._inputs import check_int, check_positive, check_reference, prepare
+from eaglelab.solvers._kernels import finish_w_iteration, matmat, power_sigma_max
 from eaglelab.solvers._result import SolveResult, StopRule, Timer
-from eaglelab.solvers.cg import _matmat
-from eaglelab.solvers.gd import _finish, power_sigma_max
 
 __all__ = ["sgd_sketch"]
 
@@ -110,9 +109,9 @@ def sgd_sketch(A: Any, B: Any, C: Any, *, r: int, tol: float = 1e-10, max_iter: 
             else:
                 J = np.sort(rng.choice(n, size=r, replace=False))  # sorted: contiguous reads
                 AJ, BJt = A_[:, J], B_[:, J].T
-            Rt = _matmat(AJ.T, Wt) - BJt  # (W A_J - B_J)^T, r x d'
-            Wt -= scale * _matmat(AJ, Rt)
+            Rt = matmat(AJ.T, Wt) - BJt  # (W A_J - B_J)^T, r x d'
+            Wt -= scale * matmat(AJ, Rt)
             D_old, D = D, Wt.T @ C_
             if stop.record(D, D_old):
                 break
-    return _finish(stop, D, D_old, Wt, prep, timer, "sgd", info)
+    return finish_w_iteration(stop, D, D_old, Wt, prep, timer, "sgd", info)

@@ -56,10 +56,8 @@ from eaglelab.solvers._inputs import (
     to_dense,
     wrap_like,
 )
+from eaglelab.solvers._kernels import final_history, matmat, row_solver_status
 from eaglelab.solvers._result import SolveResult, Timer
-from eaglelab.solvers.cg import _matmat
-from eaglelab.solvers.lsmr import row_solver_status
-from eaglelab.solvers.lstsq import _final_history
 
 __all__ = ["sketch_precond_lsqr"]
 
@@ -146,7 +144,7 @@ def sketch_precond_lsqr(A: Any, B: Any, C: Any, *, oversample: float = 4.0,
     limit = max_iter if max_iter is not None else 2 * info["rank"]
     code, status = row_solver_status("LSQR", D, stops, limit, tol,
                                           "increase max_iter or oversample")
-    history = _final_history(D, ref, timer)
+    history = final_history(D, ref, timer)
     return SolveResult(
         D=wrap_like(D, prep), W=wrap_like(W, prep), method="sketch_precond",
         iterations=max(its), code=code, status=status, history=history,
@@ -240,8 +238,8 @@ def _not_optimal(A64: Any, At: Any, B64: np.ndarray, W: np.ndarray, tau: float) 
     """Rows j whose w_j is neither a near-exact fit (||r|| <= tau (||b|| + ||A|| ||w||))
     nor a least-squares solution (||A r|| <= tau ||A|| ||r||), r = b - A^T w."""
     norm_A = float(spla.norm(A64)) if sp.issparse(A64) else float(np.linalg.norm(A64))
-    Rt = B64.T - _matmat(At, np.ascontiguousarray(W.T))  # n x d'
-    G = _matmat(A64, Rt)
+    Rt = B64.T - matmat(At, np.ascontiguousarray(W.T))  # n x d'
+    G = matmat(A64, Rt)
     bad = []
     for j in range(B64.shape[0]):
         r, g = np.linalg.norm(Rt[:, j]), np.linalg.norm(G[:, j])
