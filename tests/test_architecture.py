@@ -135,3 +135,24 @@ def test_haar_is_orthonormal_and_consumes_one_gaussian_draw():
     T = haar_batch(torch.Generator().manual_seed(0), 5, 7, 3)
     eye = torch.eye(3, dtype=torch.float64).expand(5, 3, 3)
     torch.testing.assert_close(T.transpose(1, 2) @ T, eye, atol=1e-13, rtol=0)
+
+
+def test_no_module_borrows_another_modules_private_helpers():
+    """A private name (`_x`) is imported only from a private module (`_kernels.py`,
+    `_result.py`, ...) made to share it, never from another public module: the baselines
+    used to borrow each other's helpers in a chain (sgd -> gd -> cg, lsmr -> lstsq)."""
+    borrowed = []
+    for path in sorted(ROOT.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.module
+                    and node.module.startswith("eaglelab")):
+                continue
+            last = node.module.split(".")[-1]
+            folder = ROOT.joinpath(*node.module.split(".")[1:])
+            for alias in node.names:
+                a = alias.name
+                module = (folder / f"{a}.py").exists() or (folder / a).is_dir()
+                if (a.startswith("_") and not a.startswith("__") and not module
+                        and not last.startswith("_")):
+                    borrowed.append(f"{path.relative_to(ROOT)}: {a} from {node.module}")
+    assert not borrowed, "\n".join(borrowed)

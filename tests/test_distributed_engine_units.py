@@ -14,6 +14,7 @@ from eaglelab.distributed import (
     ShardError,
     diverse_problem,
     eagle_rank,
+    gd_rank,
     make_partition,
     partition_report,
     read_shard,
@@ -22,7 +23,7 @@ from eaglelab.distributed import (
 from eaglelab.distributed.comm import liveness_timing
 from eaglelab.distributed.problems import max_alpha_below_one
 from eaglelab.distributed.shards import MANIFEST, read_manifest, shard_filename, shard_main
-from eaglelab.solvers import eagle_distributed
+from eaglelab.solvers import distributed_gd, eagle_distributed
 
 
 def test_public_api_is_pinned():
@@ -159,6 +160,12 @@ def test_world_of_one_needs_no_group_and_sends_nothing():
     ref = eagle_distributed(p.A, p.B, p.C, workers=1, reference=p.D, tol=1e-12, max_iter=200)
     np.testing.assert_array_equal(res.D, ref.D)
     assert res.iterations == ref.iterations and res.floats_sent_per_worker == 0
+    # gradient descent too: one round shared by engine and simulation (the engine's GD used
+    # to re-form the Gram matrix every round and drifted by rounding)
+    g = gd_rank(comm, p.A, p.B, p.C, reference=p.D, tol=1e-12, max_iter=50)
+    g_ref = distributed_gd(p.A, p.B, p.C, workers=1, reference=p.D, tol=1e-12, max_iter=50)
+    np.testing.assert_array_equal(g.D, g_ref.D)
+    assert g.history.change == g_ref.history.change
     assert comm.stats() == {} and res.info["comm"]["total_bytes"] == 0
     with pytest.raises(ValueError, match="worker 0 holds an all-zero block of A"):
         eagle_rank(comm, np.zeros((3, 4)), np.ones((1, 4)), np.ones((3, 1)))

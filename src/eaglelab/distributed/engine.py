@@ -8,10 +8,10 @@ round on rank mu:
 
 C and D live in one (d + d') x n' buffer, so a round is exactly one all_reduce of
 (d + d') n' numbers per rank (measured by `Comm`, compared with the formula in `info`).
-The arithmetic is that of `eaglelab.solvers.distributed` (the in-process simulation): the
-same `dense_update`, the same average (sum, then multiply by 1/M), the same stopping rule
-and the same freeze test of the accelerated variant; only the order in which gloo adds the
-M contributions may differ, by rounding.  Distributed GD is the same round with eta = 0.
+The worker's half of the round is `eaglelab.solvers.distributed.LocalBlock`, the one the
+in-process simulation runs; the average is the same (sum, then multiply by 1/M), and so are
+the stopping rule and the freeze of the accelerated variant; only the order in which gloo
+adds the M contributions may differ, by rounding.  Distributed GD is the same round with eta = 0.
 
 Every rank takes the same decisions: the all_reduce result is bitwise identical on all
 ranks, and the stopping rule reads only the reduced D.  A rank whose local update overflows
@@ -33,13 +33,12 @@ import numpy as np
 
 from eaglelab.distributed.comm import Comm
 from eaglelab.distributed.shards import ShardError, read_shard
-from eaglelab.solvers._inputs import check_int, check_positive, prepare
+from eaglelab.solvers._inputs import prepare
 from eaglelab.solvers._result import SolveResult, StopRule, Timer
-from eaglelab.solvers._update import DenseWorkspace, dense_update
+from eaglelab.solvers.distributed import METHODS, LocalBlock, check_distributed_options
 
 __all__ = ["eagle_rank", "gd_rank", "solve_shards", "METHODS"]
 
-METHODS = ("eagle", "gd")
 Callback = Callable[[int, np.ndarray, np.ndarray], Any]
 
 
@@ -134,21 +133,6 @@ def _local_inputs(comm: Comm, A_mu, B_mu, C, reference, dtype):
     return A_, B_, np.array(prep.C, dtype=dt, order="C"), ref
 
 
-def _check_params(method, eta, gamma, tol, max_iter, freeze_tol):
-    if method not in METHODS:
-        raise ValueError(f"method={method!r} is not known; use one of {METHODS}")
-    tol = check_positive("tol", tol)
-    max_iter = check_int("max_iter", max_iter)
-    eta = check_positive("eta", eta, allow_zero=True) if method == "eagle" else 0.0
-    gamma = check_positive("gamma", gamma)
-    if freeze_tol is not None:
-        if method != "eagle":
-            raise ValueError("freeze_tol is the accelerated EAGLE variant; it does not apply to "
-                             "method='gd' (A^mu never changes there)")
-        freeze_tol = check_positive("freeze_tol", freeze_tol)
-    return eta, gamma, tol, max_iter, freeze_tol
-
-
 def eagle_rank(comm: Comm, A_mu, B_mu, C, *, eta: float = 1 / 3, gamma: float = 1.0,
                tol: float = 1e-10, max_iter: int = 1000, reference=None,
                freeze_tol: float | None = None, rescale: bool = True, dtype=None,
@@ -187,8 +171,8 @@ def solve_shards(comm: Comm, directory: str | Path, *, method: str = "eagle",
     """
     mark = comm.mark()
     try:
-        eta, gamma, tol, max_iter, freeze_tol = _check_params(method, eta, gamma, tol, max_iter,
-                                                              freeze_tol)
+        eta, gamma, tol, max_iter, freeze_tol = check_distributed_options(
+            method, eta, gamma, tol, max_iter, freeze_tol)
         shard = read_shard(directory, comm.rank, comm.world_size)
         h = shard.header
         ref = shard.reference if use_reference else None
@@ -207,8 +191,8 @@ def _solve(comm, A_mu, B_mu, C, *, method, eta, gamma, tol, max_iter, reference,
            rescale, dtype, callback) -> SolveResult:
     mark = comm.mark()
     try:
-        eta, gamma, tol, max_iter, freeze_tol = _check_params(method, eta, gamma, tol, max_iter,
-                                                              freeze_tol)
+        eta, gamma, tol, max_iter, freeze_tol = check_distributed_options(
+            method, eta, gamma, tol, max_iter, freeze_tol)
         A_, B_, C_, ref = _local_inputs(comm, A_mu, B_mu, C, reference, dtype)
         desc, error = _describe(A_, B_, C_, ref), None
     except Exception as exc:
@@ -228,20 +212,14 @@ def _rounds(comm: Comm, A_: np.ndarray, B_: np.ndarray, C0: np.ndarray, ref, mar
     buf = np.zeros((d + dp, np_), dtype=dt)      # [C; D]: the one buffer that is reduced
     buf[:d] = C0
     C_, D_ = buf[:d], buf[d:]
-    ws = DenseWorkspace(d, n_mu, dt)
+    worker = LocalBlock(A_, B_, eta=eta, gamma=gamma, rescale=rescale, freeze_tol=freeze_tol)
     stop = StopRule(tol, max_iter, ref, timer)
-    frozen_at: int | None = None
     local_error = None
     D_old = D_.copy()
     for l in range(max_iter):
         D_old = D_.copy()
         try:
-            with np.errstate(over="raise", invalid="raise"):
-                _, iso = dense_update(A_, B_, C_, D_, eta, gamma, ws, normalise=rescale,
-                                      update_AB=eta > 0, want_iso=freeze_tol is not None)
-            if freeze_tol is not None and not ws.freeze_requested and iso < freeze_tol:
-                ws.freeze_requested = True
-                frozen_at = l + 1
+            worker.step(C_, D_, l)
         except FloatingPointError as exc:
             local_error = f"rank {comm.rank}: {exc}"
             buf.fill(np.nan)                     # poisons the sum on every rank
@@ -267,7 +245,7 @@ def _rounds(comm: Comm, A_: np.ndarray, B_: np.ndarray, C0: np.ndarray, ref, mar
             "bytes_per_round": sorted(set(t.per_call_bytes)),
             "floats_total": t.floats, "bytes_total": t.bytes,
             "setup_bytes": comm.since(mark, "setup").bytes,
-            "frozen_at": frozen_at, "d_digest": _digest(D_out), "local_error": local_error,
+            "frozen_at": worker.frozen_at, "d_digest": _digest(D_out), "local_error": local_error,
             "n_local": n_mu}
     everyone = comm.all_gather_object(mine, tag="finish", phase="finish")
     per_round = {tuple(e["floats_per_round"]) for e in everyone}

@@ -42,11 +42,11 @@ from typing import Any
 import numpy as np
 
 from eaglelab.distributed.comm import Comm, CommunicationError, init_comm
-from eaglelab.distributed.engine import METHODS, _check_params, solve_shards
+from eaglelab.distributed.engine import METHODS, solve_shards
 from eaglelab.distributed.shards import ShardError, shard_main, write_shards
 from eaglelab.solvers._inputs import check_int, prepare, wrap_like
 from eaglelab.solvers._result import SolveResult, Timer
-from eaglelab.solvers.distributed import check_partition, partition_columns
+from eaglelab.solvers.distributed import check_distributed_options, check_partition, partition_columns
 
 __all__ = ["DistributedError", "LocalGroup", "RankOutcome", "launch_local", "main",
            "result_to_json", "solve_distributed"]
@@ -365,7 +365,7 @@ def solve_distributed(A, B, C, *, workers: int, method: str = "eagle", partition
     prep = prepare(A, B, C, dtype=dtype)
     n = prep.shape[1]
     workers = check_int("workers", workers, maximum=n)
-    _check_params(method, eta, gamma, tol, max_iter, freeze_tol)
+    check_distributed_options(method, eta, gamma, tol, max_iter, freeze_tol)
     if partition is not None:
         blocks = check_partition(partition, n)
         if len(blocks) != workers:

@@ -29,7 +29,10 @@ from eaglelab.solvers._result import SolveResult, StopRule, Timer
 from eaglelab.solvers._update import DenseWorkspace, dense_update
 from eaglelab.solvers.eagle import check_eagle_options
 
-__all__ = ["eagle_distributed", "distributed_gd", "partition_columns", "check_partition"]
+__all__ = ["eagle_distributed", "distributed_gd", "partition_columns", "check_partition",
+           "LocalBlock", "check_distributed_options", "METHODS"]
+
+METHODS = ("eagle", "gd")       # the two rounds: EAGLE and gradient descent (eta = 0)
 
 
 def partition_columns(n: int, workers: int, kind: str = "contiguous",
@@ -64,6 +67,52 @@ def check_partition(partition: Sequence[Any], n: int) -> list[np.ndarray]:
     return blocks
 
 
+def check_distributed_options(method: str, eta, gamma, tol, max_iter, freeze_tol):
+    """Validate the options of a distributed solve (ValueError naming the option); returns
+    (eta, gamma, tol, max_iter, freeze_tol) with eta = 0 for method "gd"."""
+    if method not in METHODS:
+        raise ValueError(f"method={method!r} is not known; use one of {METHODS}")
+    if method == "gd":
+        if freeze_tol is not None:
+            raise ValueError("freeze_tol is the accelerated EAGLE variant; it does not apply "
+                             "to method='gd' (A^mu never changes there)")
+        eta = 0.0
+    tol, max_iter, eta, gamma, freeze_tol = check_eagle_options(tol, max_iter, eta, gamma,
+                                                                freeze_tol)
+    return eta, gamma, tol, max_iter, freeze_tol
+
+
+class LocalBlock:
+    """One worker's half of a round, shared by the simulation here and the rank-local engine
+    (`eaglelab.distributed.engine`), so both do the same arithmetic.
+
+    Holds the worker's column block (A^mu (d, n_mu), B^mu (d', n_mu)), its UPDATE workspace
+    and the freeze of the accelerated variant.  `step(C, D, round)` runs UPDATE in place on
+    (A^mu, B^mu, C, D) with rho_mu = 1/||A^mu||_2^2 (raising FloatingPointError on overflow
+    or an invalid value); the other half of the round, averaging C and D over the workers,
+    is the caller's.  With eta = 0 (gradient descent) A^mu never changes, so its normalised
+    Gram matrix is formed once and a round costs O(d^2 n') instead of O(d^2 n_mu).
+    """
+
+    def __init__(self, A_mu: np.ndarray, B_mu: np.ndarray, *, eta: float, gamma: float,
+                 rescale: bool = True, freeze_tol: float | None = None) -> None:
+        self.A, self.B = A_mu, B_mu
+        self.eta, self.gamma, self.rescale, self.freeze_tol = eta, gamma, rescale, freeze_tol
+        self.ws = DenseWorkspace(A_mu.shape[0], A_mu.shape[1], A_mu.dtype)
+        self.ws.freeze_requested = eta == 0
+        self.frozen_at: int | None = None      # the round after which A^mu stopped changing
+
+    def step(self, C: np.ndarray, D: np.ndarray, round_: int) -> None:
+        with np.errstate(over="raise", invalid="raise"):
+            _, iso = dense_update(self.A, self.B, C, D, self.eta, self.gamma, self.ws,
+                                  normalise=self.rescale, update_AB=self.eta > 0,
+                                  want_iso=self.freeze_tol is not None)
+        if (self.freeze_tol is not None and not self.ws.freeze_requested
+                and iso < self.freeze_tol):
+            self.ws.freeze_requested = True
+            self.frozen_at = round_ + 1
+
+
 def eagle_distributed(A, B, C, *, workers: int | None = None, partition=None,
                       eta: float = 1 / 3, gamma: float = 1.0, tol: float = 1e-10,
                       max_iter: int = 1000, reference=None, freeze_tol: float | None = None,
@@ -95,8 +144,8 @@ def _run(A, B, C, *, workers, partition, eta, gamma, tol, max_iter, reference, f
     timer = Timer()
     prep = prepare(A, B, C, dtype=dtype)
     d, n, dp, np_ = prep.shape
-    tol, max_iter, eta, gamma, freeze_tol = check_eagle_options(tol, max_iter, eta, gamma,
-                                                                freeze_tol)
+    eta, gamma, tol, max_iter, freeze_tol = check_distributed_options(
+        "gd" if method == "distributed_gd" else "eagle", eta, gamma, tol, max_iter, freeze_tol)
     ref = check_reference(reference, dp, np_)
     if (workers is None) == (partition is None):
         raise ValueError("give exactly one of workers=M or partition=[column index arrays]")
@@ -113,32 +162,22 @@ def _run(A, B, C, *, workers, partition, eta, gamma, tol, max_iter, reference, f
         A_mu = np.array(prep.A[:, J], dtype=dt, order="C")
         if not np.any(A_mu):
             raise ValueError(f"worker {len(local)} holds an all-zero block of A; repartition")
-        ws = DenseWorkspace(d, len(J), dt)
-        # eta = 0 (gradient descent): A^mu never changes, so its normalised Gram matrix is
-        # formed once and every round costs O(d^2 n') instead of O(d^2 n_mu)
-        ws.freeze_requested = eta == 0
-        local.append((A_mu, np.array(prep.B[:, J], dtype=dt, order="C"), ws))
+        local.append(LocalBlock(A_mu, np.array(prep.B[:, J], dtype=dt, order="C"), eta=eta,
+                                gamma=gamma, rescale=rescale, freeze_tol=freeze_tol))
     C_ = np.array(prep.C, dtype=dt, order="C")
     D_ = np.zeros((dp, np_), dtype=dt)
     stop = StopRule(tol, max_iter, ref, timer)
-    frozen_at: list[int | None] = [None] * M
     for l in range(max_iter):
         D_old = D_.copy()
         C_sum = np.zeros_like(C_)
         D_sum = np.zeros_like(D_)
         try:
-            with np.errstate(over="raise", invalid="raise"):
-                for mu, (A_mu, B_mu, ws) in enumerate(local):
-                    C_mu, D_mu = (C_, D_) if M == 1 else (C_.copy(), D_.copy())
-                    _, iso = dense_update(A_mu, B_mu, C_mu, D_mu, eta, gamma, ws,
-                                          normalise=rescale, update_AB=eta > 0,
-                                          want_iso=freeze_tol is not None)
-                    if freeze_tol is not None and not ws.freeze_requested and iso < freeze_tol:
-                        ws.freeze_requested = True
-                        frozen_at[mu] = l + 1
-                    if M > 1:
-                        C_sum += C_mu
-                        D_sum += D_mu
+            for worker in local:
+                C_mu, D_mu = (C_, D_) if M == 1 else (C_.copy(), D_.copy())
+                worker.step(C_mu, D_mu, l)
+                if M > 1:
+                    C_sum += C_mu
+                    D_sum += D_mu
         except FloatingPointError as exc:
             stop.fail(f"diverged at round {l + 1}: {exc}; reduce eta/gamma")
         if M > 1 and stop.failure is None:
@@ -148,6 +187,7 @@ def _run(A, B, C, *, workers, partition, eta, gamma, tol, max_iter, reference, f
             callback(l, C_, D_)
         if stop.failure or stop.record(D_, D_old):
             break
+    frozen_at = [worker.frozen_at for worker in local]
     rounds = len(stop.history.change)
     per_worker = (d + dp) * np_ if M > 1 else 0
     info: dict[str, Any] = {"workers": M, "eta": eta, "gamma": gamma}
