@@ -3,7 +3,7 @@
 The order, lowest first; a module may import its own layer and any lower one:
 
     records, settings, theory, tasks  <  models, solvers  <  train, distributed  <  extract
-    <  experiments  <  cli  <  the package root (eaglelab/__init__, __main__)
+    <  experiments  <  cli  <  the package root (eaglelab/__init__) and every __main__.py
 
 Every import counts, module-level and inside functions, so a lazy import cannot hide an
 upward edge.
@@ -30,7 +30,10 @@ ROOT = Path(eaglelab.__file__).parent
 
 
 def _unit(path: Path) -> str:
-    """The subpackage (or top-level module) a source file belongs to."""
+    """The subpackage (or top-level module) a source file belongs to; every `__main__.py`
+    is an entry point and sits at the top with the package root."""
+    if path.name == "__main__.py":
+        return "__main__"
     first = path.relative_to(ROOT).parts[0]
     return first.removesuffix(".py")
 
@@ -156,3 +159,19 @@ def test_no_module_borrows_another_modules_private_helpers():
                         and not last.startswith("_")):
                     borrowed.append(f"{path.relative_to(ROOT)}: {a} from {node.module}")
     assert not borrowed, "\n".join(borrowed)
+
+
+def test_command_line_parsing_lives_in_cli():
+    """argparse, typer and click are imported only by `eaglelab.cli` (one CLI system);
+    module entry points (`python -m eaglelab.train`, `python -m eaglelab.distributed`)
+    forward to it."""
+    outside = []
+    for path in sorted(ROOT.rglob("*.py")):
+        if _unit(path) == "cli":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            outside += [f"{path.relative_to(ROOT)}: {n}" for n in names
+                        if n.split(".")[0] in ("argparse", "typer", "click")]
+    assert not outside, outside

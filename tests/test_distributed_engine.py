@@ -18,6 +18,7 @@ import pytest
 import torch
 from threadpoolctl import threadpool_limits
 
+from eaglelab.cli.distributed_cmd import module_main as main
 from eaglelab.distributed import (
     CommunicationError,
     DistributedError,
@@ -26,7 +27,6 @@ from eaglelab.distributed import (
     diverse_problem,
     eagle_rank,
     launch_local,
-    main,
     solve_distributed,
     solve_shards,
     write_shards,

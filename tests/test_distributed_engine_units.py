@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import eaglelab.distributed as dist_pkg
+from eaglelab.cli.distributed_cmd import module_main
 from eaglelab.distributed import (
     Comm,
     ShardError,
@@ -22,7 +23,7 @@ from eaglelab.distributed import (
 )
 from eaglelab.distributed.comm import liveness_timing
 from eaglelab.distributed.problems import max_alpha_below_one
-from eaglelab.distributed.shards import MANIFEST, read_manifest, shard_filename, shard_main
+from eaglelab.distributed.shards import MANIFEST, read_manifest, shard_filename
 from eaglelab.solvers import distributed_gd, eagle_distributed
 
 
@@ -30,9 +31,9 @@ def test_public_api_is_pinned():
     assert sorted(dist_pkg.__all__) == sorted([
         "Comm", "CommunicationError", "DistributedError", "DiverseProblem", "LocalGroup",
         "PartitionReport", "RankOutcome", "Shard", "ShardError", "ShardHeader",
-        "diverse_problem", "eagle_rank", "gd_rank", "init_comm", "launch_local", "main",
+        "diverse_problem", "eagle_rank", "gd_rank", "init_comm", "launch_local",
         "make_partition", "partition_report", "read_shard", "result_to_json",
-        "solve_distributed", "solve_shards", "write_shards"])
+        "solve_distributed", "solve_from_shards", "solve_shards", "write_shards"])
     for name in dist_pkg.__all__:
         assert getattr(dist_pkg, name) is not None
 
@@ -143,11 +144,15 @@ def test_write_shards_rejects_bad_input(tmp_path):
                      reference=np.ones((2, 2)))
 
 
-def test_shard_main_writes_and_reports(tmp_path, capsys):
+def test_shard_command_writes_and_reports(tmp_path, capsys):
     p = diverse_problem(30, 12, 3, alpha=0.35, cells=2, kappa=10.0, seed=0)
     np.savez(tmp_path / "problem.npz", A=p.A, B=p.B, C=p.C, D=p.D)
-    assert shard_main([str(tmp_path / "problem.npz"), "--workers", "3", "--out",
-                       str(tmp_path / "s")]) == 0
+    np.savez(tmp_path / "no_c.npz", A=p.A, B=p.B)
+    assert module_main(["shard", str(tmp_path / "no_c.npz"), "--workers", "3", "--out",
+                        str(tmp_path / "x")]) == 2
+    assert "lacks arrays ['C']" in capsys.readouterr().err
+    assert module_main(["shard", str(tmp_path / "problem.npz"), "--workers", "3", "--out",
+                        str(tmp_path / "s")]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["workers"] == 3 and record["report"]["alpha"] == pytest.approx(0.35)
     assert read_shard(tmp_path / "s", 2, 3).reference is not None

@@ -12,6 +12,7 @@ import typer  # noqa: E402
 
 from eaglelab.cli import (  # noqa: E402
     demo_cmd,
+    distributed_cmd,
     extract_cmd,
     reproduce_cmd,
     solve_cmd,
@@ -29,6 +30,7 @@ demo_cmd.register(app)
 train_cmd.register(app)
 extract_cmd.register(app)
 solve_cmd.register(app)
+distributed_cmd.register(app)
 reproduce_cmd.register(app)
 
 

@@ -3,8 +3,10 @@
 Rank-local distributed EAGLE and distributed GD (`eagle_rank`, `gd_rank`, `solve_shards`),
 a communicator that counts the payload at the collective call (`Comm`), column shards on
 disk with the diversity index of the partition (`write_shards`, `read_shard`,
-`partition_report`), local launching (`launch_local`, `solve_distributed`) and the
-torchrun entry point (``python -m eaglelab.distributed``).  See docs/distributed.md.
+`partition_report`), local launching (`launch_local`, `solve_distributed`) and solving
+from shards under torchrun or on local workers (`solve_from_shards`).  The command line (``eaglelab
+distributed``, also ``python -m eaglelab.distributed`` for torchrun) lives in
+`eaglelab.cli.distributed_cmd`.  See docs/distributed.md.
 """
 
 from eaglelab.distributed.comm import Comm, CommunicationError, init_comm
@@ -14,9 +16,9 @@ from eaglelab.distributed.launch import (
     LocalGroup,
     RankOutcome,
     launch_local,
-    main,
     result_to_json,
     solve_distributed,
+    solve_from_shards,
 )
 from eaglelab.distributed.problems import DiverseProblem, diverse_problem
 from eaglelab.distributed.shards import (
@@ -46,12 +48,12 @@ __all__ = [
     "gd_rank",
     "init_comm",
     "launch_local",
-    "main",
     "make_partition",
     "partition_report",
     "read_shard",
     "result_to_json",
     "solve_distributed",
+    "solve_from_shards",
     "solve_shards",
     "write_shards",
 ]

@@ -1,6 +1,7 @@
-"""``python -m eaglelab.distributed`` (also under torchrun); see launch.main."""
+"""``python -m eaglelab.distributed`` (also what torchrun starts on every rank): the
+command line of `eaglelab.cli.distributed_cmd` (an entry point, so above every layer)."""
 
-from eaglelab.distributed.launch import main
+from eaglelab.cli.distributed_cmd import module_main
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(module_main())

@@ -1,4 +1,5 @@
-"""Launching: local worker processes, `solve_distributed`, and the torchrun entry point.
+"""Launching: local worker processes, `solve_distributed`, and solving from shards under
+torchrun or on local workers (`solve_from_shards`, what the command line runs).
 
 Local runs (`launch_local`, `solve_distributed`, ``--workers M``) start M processes with
 the multiprocessing "forkserver" method: one server process imports torch and eaglelab
@@ -15,14 +16,13 @@ that - then kills what is left and raises `DistributedError` with one line per r
 Errors that every rank reports identically before the first round (bad shards, shapes
 that do not fit) are re-raised as the same ShardError / ValueError the ranks raised.
 
-Under torchrun (``torchrun --nproc-per-node M -m eaglelab.distributed --shards DIR``) the
-entry point `main` reads RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT from the environment
-(env:// rendezvous), loads its own shard only, and rank 0 prints the result.
+Under torchrun (``torchrun --nproc-per-node M -m eaglelab.distributed --shards DIR``)
+`solve_from_shards` reads RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT from the
+environment (env:// rendezvous) and loads its own shard only; rank 0 gets the result.
 """
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import multiprocessing.connection
 import os
@@ -42,14 +42,14 @@ from typing import Any
 import numpy as np
 
 from eaglelab.distributed.comm import Comm, CommunicationError, init_comm
-from eaglelab.distributed.engine import METHODS, solve_shards
-from eaglelab.distributed.shards import ShardError, shard_main, write_shards
+from eaglelab.distributed.engine import solve_shards
+from eaglelab.distributed.shards import ShardError, write_shards
 from eaglelab.solvers._inputs import check_int, prepare, wrap_like
 from eaglelab.solvers._result import SolveResult, Timer
 from eaglelab.solvers.distributed import check_distributed_options, check_partition, partition_columns
 
-__all__ = ["DistributedError", "LocalGroup", "RankOutcome", "launch_local", "main",
-           "result_to_json", "solve_distributed"]
+__all__ = ["DistributedError", "LocalGroup", "RankOutcome", "exit_code", "launch_local",
+           "result_to_json", "solve_distributed", "solve_from_shards", "under_torchrun"]
 
 EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_COMM = 0, 1, 2, 3
 GRACE = 5.0
@@ -397,102 +397,61 @@ def result_to_json(result: SolveResult) -> dict[str, Any]:
     return out
 
 
-# ----------------------------------------------------------------------------- entry point
+# ----------------------------------------------------------------------------- from shards
 
 
-def _parser():
-    import argparse
-
-    p = argparse.ArgumentParser(
-        prog="python -m eaglelab.distributed",
-        description="Distributed EAGLE / GD on column shards. Under torchrun every rank reads "
-                    "its own shard (torchrun --nproc-per-node M -m eaglelab.distributed "
-                    "--shards DIR); without torchrun, --workers M starts M local processes. "
-                    "'python -m eaglelab.distributed shard --help' writes shards.")
-    p.add_argument("--shards", required=True, help="shard directory (write_shards)")
-    p.add_argument("--method", choices=METHODS, default="eagle")
-    p.add_argument("--tol", type=float, default=1e-10)
-    p.add_argument("--max-iter", type=int, default=1000)
-    p.add_argument("--eta", type=float, default=1 / 3)
-    p.add_argument("--gamma", type=float, default=1.0)
-    p.add_argument("--freeze-tol", type=float, default=None,
-                   help="accelerated EAGLE: freeze A^mu once it is a partial isometry")
-    p.add_argument("--timeout", type=float, default=60.0,
-                   help="seconds a rank waits for a silent peer (default 60)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="start this many local processes (not under torchrun)")
-    p.add_argument("--json", action="store_true", help="print a JSON record with per-rank traffic")
-    p.add_argument("--output", default=None, help="save D (and the history) to this .npz")
-    p.add_argument("--no-reference", action="store_true",
-                   help="ignore the reference D* stored in the shards")
-    return p
+def under_torchrun() -> bool:
+    """True when this process is one rank started by torchrun (RANK and WORLD_SIZE set)."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def _report(result: SolveResult, args) -> None:
-    if args.output:
-        np.savez(args.output, D=result.D, change=np.asarray(result.history.change),
-                 error=np.asarray(result.history.error))
-    if args.json:
-        print(json.dumps(result_to_json(result), indent=1, default=float))
-        return
-    c = result.info["comm"]
-    err = result.relative_error
-    print(f"{result.method}: {result.status} after {result.iterations} rounds "
-          f"({result.seconds:.3f} s) on {c['world_size']} workers"
-          + (f", relative error {err:.3e}" if err is not None else ""))
-    print(f"sent per rank per round: {c['floats_per_round_per_rank']} floats "
-          f"({c['bytes_per_round_per_rank']} bytes; expected (d + d') n' = "
-          f"{c['expected_floats_per_round']}); total {c['total_floats']} floats, "
-          f"{c['total_bytes']} bytes")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m eaglelab.distributed``; returns the exit code
-    (0 ok, 2 bad input/shards, 3 lost peer or failed collective, 1 other)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["shard"]:
-        return shard_main(argv[1:])
-    args = _parser().parse_args(argv)
-    kwargs: dict[str, Any] = {"method": args.method, "tol": args.tol, "max_iter": args.max_iter,
-                              "gamma": args.gamma, "use_reference": not args.no_reference}
-    if args.method == "eagle":
-        kwargs.update(eta=args.eta, freeze_tol=args.freeze_tol)
-    under_torchrun = "RANK" in os.environ and "WORLD_SIZE" in os.environ
-    if under_torchrun:
-        if args.workers is not None:
-            print("--workers is for local runs; under torchrun the world size comes from "
-                  "--nproc-per-node / --nnodes", file=sys.stderr)
-            return EXIT_INPUT
-        one_thread()
-        rank = os.environ.get("RANK", "?")
-        comm = None
-        try:
-            comm = init_comm("env://", timeout=args.timeout)
-            result = solve_shards(comm, args.shards, **kwargs)
-        except BaseException as exc:
-            kind, code = _classify(exc)
-            print(f"[eaglelab.distributed rank {rank}] {type(exc).__name__}: {exc}",
-                  file=sys.stderr)
-            if comm is not None:
-                comm.abort()
-            sys.stderr.flush()
-            os._exit(code)  # do not block in teardown on a dead peer
-        if comm.rank == 0:
-            _report(result, args)
-        comm.close()
-        return EXIT_OK
-    if args.workers is None:
-        print("not launched by torchrun (RANK / WORLD_SIZE unset): pass --workers M to start M "
-              "local processes, or run under torchrun --nproc-per-node M", file=sys.stderr)
-        return EXIT_INPUT
-    try:
-        results = launch_local(solve_shards, args.workers, (args.shards,), kwargs,
-                               timeout=args.timeout)
-    except DistributedError as exc:
-        print(str(exc), file=sys.stderr)
+def exit_code(exc: BaseException) -> int:
+    """The exit code of a run that raised exc: 2 bad input or shards, 3 a lost peer or a
+    failed collective, 1 anything else."""
+    if isinstance(exc, DistributedError):
         return EXIT_COMM if any(o.kind == "communication" for o in exc.outcomes) else EXIT_ERROR
-    except ValueError as exc:
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_INPUT
-    _report(results[0], args)
-    return EXIT_OK
+    return _classify(exc)[1]
+
+
+def solve_from_shards(shards: str | Path, *, workers: int | None = None, method: str = "eagle",
+                      tol: float = 1e-10, max_iter: int = 1000, eta: float = 1 / 3,
+                      gamma: float = 1.0, freeze_tol: float | None = None,
+                      timeout: float = 60.0, use_reference: bool = True
+                      ) -> SolveResult | None:
+    """Solve the problem stored as column shards in `shards` (`write_shards`).
+
+    Under torchrun this process is one rank: it reads its own shard only (env://
+    rendezvous) and returns the result on rank 0, None on the other ranks; a rank that
+    fails prints the error and exits at once with `exit_code` (it never blocks in teardown
+    on a dead peer).  Otherwise `workers` local processes are started (`launch_local`) and
+    rank 0's result is returned.  Raises ValueError for a bad call (workers given under
+    torchrun, or missing outside it) and what `launch_local` raises."""
+    kwargs: dict[str, Any] = {"method": method, "tol": tol, "max_iter": max_iter,
+                              "gamma": gamma, "use_reference": use_reference}
+    if method == "eagle":
+        kwargs.update(eta=eta, freeze_tol=freeze_tol)
+    if not under_torchrun():
+        if workers is None:
+            raise ValueError("not launched by torchrun (RANK / WORLD_SIZE unset): pass "
+                             "--workers M to start M local processes, or run under torchrun "
+                             "--nproc-per-node M")
+        return launch_local(solve_shards, workers, (str(shards),), kwargs, timeout=timeout)[0]
+    if workers is not None:
+        raise ValueError("--workers is for local runs; under torchrun the world size comes "
+                         "from --nproc-per-node / --nnodes")
+    one_thread()
+    rank = os.environ.get("RANK", "?")
+    comm = None
+    try:
+        comm = init_comm("env://", timeout=timeout)
+        result = solve_shards(comm, shards, **kwargs)
+    except BaseException as exc:
+        print(f"[eaglelab.distributed rank {rank}] {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        if comm is not None:
+            comm.abort()
+        sys.stderr.flush()
+        os._exit(exit_code(exc))  # do not block in teardown on a dead peer
+    is_root = comm.rank == 0
+    comm.close()
+    return result if is_root else None

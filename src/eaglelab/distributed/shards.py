@@ -56,6 +56,7 @@ __all__ = [
     "read_manifest",
     "read_shard",
     "shard_filename",
+    "shard_npz",
     "write_shards",
 ]
 
@@ -382,31 +383,16 @@ def read_shard(directory: str | Path, worker: int, world_size: int | None = None
                  reference=arrays.get("reference"), path=path)
 
 
-def shard_main(argv: Sequence[str] | None = None) -> int:
-    """``python -m eaglelab.distributed shard PROBLEM.npz --workers M --out DIR``: write the
-    shards of a problem stored as an npz with arrays A, B, C (and optionally D, the reference)
-    and print the partition report as JSON."""
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m eaglelab.distributed shard",
-                                description=shard_main.__doc__)
-    p.add_argument("problem", help="npz file with arrays A, B, C (and optionally D)")
-    p.add_argument("--workers", type=int, required=True, help="number of shards M")
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--kind", choices=("contiguous", "random"), default="contiguous")
-    p.add_argument("--seed", type=int, default=None, help="seed of the random partition")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--no-report", action="store_true", help="skip alpha / condition numbers")
-    args = p.parse_args(argv)
-    with np.load(args.problem, allow_pickle=False) as z:
+def shard_npz(problem: str | Path, out: str | Path, *, workers: int,
+              kind: str = "contiguous", seed: int | None = None, report: bool = True,
+              overwrite: bool = False) -> ShardSet:
+    """Write the shards of a problem stored as an npz with arrays A, B, C (and optionally D,
+    the reference) to `out` (`write_shards`); ValueError when an array is missing."""
+    with np.load(problem, allow_pickle=False) as z:
         missing = [k for k in ("A", "B", "C") if k not in z.files]
         if missing:
-            p.error(f"{args.problem} lacks arrays {missing}")
+            raise ValueError(f"{problem} lacks arrays {missing}")
         A, B, C = z["A"], z["B"], z["C"]
         ref = z["D"] if "D" in z.files else None
-    s = write_shards(args.out, A, B, C, workers=args.workers, kind=args.kind, seed=args.seed,
-                     reference=ref, report=not args.no_report, overwrite=args.overwrite)
-    print(json.dumps({"directory": str(s.directory), "workers": len(s.paths),
-                      "problem_id": s.problem_id,
-                      "report": s.report.to_dict() if s.report else None}, indent=1))
-    return 0
+    return write_shards(out, A, B, C, workers=workers, kind=kind, seed=seed, reference=ref,
+                        report=report, overwrite=overwrite)
