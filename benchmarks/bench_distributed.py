@@ -3,7 +3,7 @@
     python benchmarks/bench_distributed.py [--quick] [--parts msweep,alpha,kappa1,overhead]
                                            [--json out.json]
 
-Problems: `eaglelab.distributed.diverse_problem` - n = d = 1000, d' = n' = 2, every block
+Problems: `eaglelab.tasks.diverse_problem` - n = d = 1000, d' = n' = 2, every block
 with condition number exactly kappa_max = 1e3, and a diversity index alpha fixed by
 construction (block ranges are hyperplanes of 3-dimensional cells with controlled normals;
 A has rank 100 when alpha = 1 and 150 otherwise, 50 cells).  alpha ~ 1 cannot come from a
@@ -36,8 +36,9 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from eaglelab.distributed import diverse_problem, partition_report, solve_distributed
+from eaglelab.distributed import partition_report, solve_distributed
 from eaglelab.solvers import eagle_distributed
+from eaglelab.tasks import diverse_problem
 
 TARGET = 1e-6
 

@@ -24,7 +24,6 @@ from eaglelab.distributed import (
     DistributedError,
     LocalGroup,
     ShardError,
-    diverse_problem,
     eagle_rank,
     launch_local,
     solve_distributed,
@@ -32,6 +31,7 @@ from eaglelab.distributed import (
     write_shards,
 )
 from eaglelab.solvers import distributed_gd, eagle_distributed
+from eaglelab.tasks import diverse_problem
 
 # Small problem with alpha = 0.35 and kappa_max = 100: EAGLE needs ~60 rounds at M = 3,
 # its A^mu freeze after ~15, and GD stays far from converged in 150 rounds.

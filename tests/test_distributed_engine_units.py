@@ -13,7 +13,6 @@ from eaglelab.cli.distributed_cmd import module_main
 from eaglelab.distributed import (
     Comm,
     ShardError,
-    diverse_problem,
     eagle_rank,
     gd_rank,
     make_partition,
@@ -22,16 +21,16 @@ from eaglelab.distributed import (
     write_shards,
 )
 from eaglelab.distributed.comm import liveness_timing
-from eaglelab.distributed.problems import max_alpha_below_one
 from eaglelab.distributed.shards import MANIFEST, read_manifest, shard_filename
 from eaglelab.solvers import distributed_gd, eagle_distributed
+from eaglelab.tasks import diverse_problem, max_alpha_below_one
 
 
 def test_public_api_is_pinned():
     assert sorted(dist_pkg.__all__) == sorted([
-        "Comm", "CommunicationError", "DistributedError", "DiverseProblem", "LocalGroup",
+        "Comm", "CommunicationError", "DistributedError", "LocalGroup",
         "PartitionReport", "RankOutcome", "Shard", "ShardError", "ShardHeader",
-        "diverse_problem", "eagle_rank", "gd_rank", "init_comm", "launch_local",
+        "eagle_rank", "gd_rank", "init_comm", "launch_local",
         "make_partition", "partition_report", "read_shard", "result_to_json",
         "solve_distributed", "solve_from_shards", "solve_shards", "write_shards"])
     for name in dist_pkg.__all__:

@@ -23,8 +23,6 @@ from eaglelab.experiments import (
     write_report,
 )
 from eaglelab.experiments.realdata import resolve_data_dir
-from eaglelab.experiments.theory import controlled_alpha_problem
-from eaglelab.theory import diversity_index
 
 SOLVER_EXPERIMENTS = ("centralized", "sketched", "ablations", "estimation", "realdata", "theory")
 _RESULTS: dict[tuple[str, str], dict] = {}
@@ -222,21 +220,6 @@ def test_theory_measured_within_bounds(out_dir):
              if row["alpha"] <= 0.3]
     slope = np.polyfit(np.log([1 / a for a, _ in small]), np.log([m for _, m in small]), 1)[0]
     assert 0.7 <= slope <= 1.3
-
-
-@pytest.mark.parametrize("alpha", [1.0, 0.5, 0.2, 0.05])
-def test_controlled_alpha_problem_has_the_requested_alpha(alpha):
-    A, B, C, part = controlled_alpha_problem(d=30, rank=12, workers=3, cols_per_worker=15,
-                                             alpha=alpha, kappa=50, seed=1)
-    assert A.shape == (30, 45) and np.linalg.matrix_rank(A) == 12
-    assert diversity_index(A, part) == pytest.approx(alpha, abs=1e-9)
-    W = B @ np.linalg.pinv(A)
-    assert np.allclose(W @ A, B) and np.allclose(A @ np.linalg.pinv(A) @ C, C)
-
-
-def test_controlled_alpha_problem_rejects_unreachable_alpha():
-    with pytest.raises(ValueError, match="alpha must be 1 or lie in"):
-        controlled_alpha_problem(30, 12, 3, 15, alpha=0.9, kappa=10)
 
 
 def test_report_has_every_claim_beside_the_paper(out_dir):

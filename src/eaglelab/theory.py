@@ -117,12 +117,13 @@ def theorem1_bound(kappa: float, eps: float, eta: float = 1 / 3) -> float:
 
 def theorem2_bound(kappa_max: float, alpha: float, eps: float, eta: float = 1 / 3,
                    gamma: float = 1.0) -> float:
-    """Distributed EAGLE: local conditioning (as in Theorem 1 with the worst local kappa),
-    then the averaged C update contracts range(A) by (1 - gamma alpha) per round."""
+    """Theorem 2's shape, log(kappa_max) + alpha^-1 log(1/eps) (Section 5.2): the local
+    conditioning of Theorem 1 with the worst local kappa (its growth phase), then
+    (gamma alpha)^-1 log(1/eps) rounds of the averaged C update."""
     if not (0 < alpha <= 1):
         raise ValueError(f"alpha must lie in (0, 1], got {alpha}")
     local = theorem1_bound(kappa_max, 0.5, eta)
-    return float(local + np.log(1 / eps) / -np.log1p(-min(gamma * alpha, 1 - 1e-16)))
+    return float(local + np.log(1 / eps) / (gamma * alpha))
 
 
 def gd_rounds_bound(kappa_mean: float, eps: float) -> float:

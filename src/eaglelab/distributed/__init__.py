@@ -20,7 +20,6 @@ from eaglelab.distributed.launch import (
     solve_distributed,
     solve_from_shards,
 )
-from eaglelab.distributed.problems import DiverseProblem, diverse_problem
 from eaglelab.distributed.shards import (
     PartitionReport,
     Shard,
@@ -36,14 +35,12 @@ __all__ = [
     "Comm",
     "CommunicationError",
     "DistributedError",
-    "DiverseProblem",
     "LocalGroup",
     "PartitionReport",
     "RankOutcome",
     "Shard",
     "ShardError",
     "ShardHeader",
-    "diverse_problem",
     "eagle_rank",
     "gd_rank",
     "init_comm",

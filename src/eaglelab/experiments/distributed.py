@@ -1,6 +1,6 @@
 """Distributed EAGLE on the real multi-process engine against distributed GD (Figs 7, 8, 16).
 
-Problems from `eaglelab.distributed.problems.diverse_problem`: the contiguous M-block
+Problems from `eaglelab.tasks.diverse_problem`: the contiguous M-block
 partition has diversity index exactly alpha and every local block condition number exactly
 kappa_max.  EAGLE (accelerated variant) runs on torch.distributed (gloo, M local
 processes) and its communication is measured at the collective; distributed GD with the
@@ -50,8 +50,8 @@ GD_FACTOR = 10.0   # "10-100x more rounds": GD needs at least this many times EA
 
 def _case(cfg: Config, M: int, alpha: float, seed: int) -> dict:
     from eaglelab.distributed import solve_distributed
-    from eaglelab.distributed.problems import diverse_problem
     from eaglelab.solvers import distributed_gd
+    from eaglelab.tasks import diverse_problem
 
     p = diverse_problem(cfg.n, cfg.n, M, alpha=alpha, kappa=cfg.kappa_max, cells=cfg.cells,
                         seed=seed)

@@ -3,24 +3,18 @@
 Paper: Theorems 1-2 (Sections 5.1-5.2; Fig 7 for the alpha dependence).  The bounds are
 `eaglelab.theory`'s: `eagle_iterations_bound` runs EAGLE's scalar recursion for the worst
 singular value exactly, `theorem1_bound` is its closed form with Theorem 1's shape, and
-`theorem2_bound` adds the distributed phase, log(1/eps) / -log(1 - alpha).  They bound the
+`theorem2_bound` adds the distributed phase, alpha^-1 log(1/eps), the paper's form.  They bound the
 NORMALISED error ||D_l - D*||_F / (||W*||_2 ||P C||_F) (P the projector onto range(A); here
 C = A G lies in range(A), so P C = C), which is what we measure.
 
 Theorem 1: `conditioned_problem` over a kappa grid, dense EAGLE (eta = 1/3, gamma = 1).
 
 Theorem 2: distributed EAGLE (simulated, M workers) on problems with a prescribed
-diversity index alpha.  Construction (`controlled_alpha_problem`): range(A) is a
-k-dimensional subspace with orthonormal basis U (d x k).  With alpha = 1 every worker's
-block spans all of it.  With alpha < 1 worker mu's block spans U q_mu^perp, all of range(A)
-except one direction q_mu = cos(phi) e_0 + sin(phi) e_mu (in U's coordinates).  Then
-(1/M) sum_mu P_mu = U (I - (1/M) Q Q^T) U^T with Q = [q_1 .. q_M]; the Gram matrix of the
-q_mu is sin^2(phi) I + cos^2(phi) 1 1^T, so the smallest eigenvalue on range(A) is
-alpha = (M - 1)/M sin^2(phi): phi = arcsin(sqrt(alpha M / (M - 1))) sets any alpha in
-(0, (M-1)/M].  Nearly parallel missing directions (small phi) leave e_0 covered by the
-workers only weakly, which is what makes alpha small.  Every block has the same spectrum,
+diversity index alpha and local condition number kappa_max: `eaglelab.tasks.diverse_problem`
+(the construction the distributed experiment uses too; its docstring derives alpha), with
+`t2_cells` cells, M blocks of `t2_cols_per_worker` columns and every block's spectrum
 geometric from 1 down to 1/kappa_max, so ||A^mu||_2 = 1 for all mu (the theorem's
-normalisation), and B = W A, C = A G as in the centralised problems.  The measured alpha
+normalisation); B = W A, C = A G as in the centralised problems.  The measured alpha
 (`theory.diversity_index`) is recorded beside the target.
 
 Distributed EAGLE runs in the paper's accelerated form (each worker freezes A^mu, B^mu
@@ -38,8 +32,7 @@ import numpy as np
 from eaglelab.experiments import _common as cm
 from eaglelab.experiments.base import Context, ExperimentResult
 from eaglelab.solvers import distributed_gd, eagle, eagle_distributed
-from eaglelab.tasks import conditioned_problem, nystrom_reference
-from eaglelab.tasks.haar import haar
+from eaglelab.tasks import conditioned_problem, diverse_problem, nystrom_reference
 from eaglelab.theory import (
     condition_number,
     diversity_index,
@@ -61,7 +54,7 @@ class Config:
     t1_kappas: tuple[float, ...] = (1e1, 1e2, 1e3, 1e4, 1e5, 1e6)
     t1_eps: float = 1e-10
     t2_d: int = 240
-    t2_rank: int = 60
+    t2_cells: int = 20
     t2_workers: int = 3
     t2_cols_per_worker: int = 80
     t2_kappa_max: float = 1e3
@@ -74,54 +67,12 @@ class Config:
     base_seed: int = 0
 
 
-QUICK = dict(t1_n=100, t2_d=60, t2_rank=40, t2_cols_per_worker=50,
+QUICK = dict(t1_n=100, t2_d=60, t2_cells=12, t2_cols_per_worker=50,
              t2_alphas=(1.0, 0.3, 0.1, 0.03), t2_max_rounds=2_000, t2_gd_max_rounds=500, seeds=2)
 
 
 def make_config(quick: bool = False, seeds: int | None = None, **overrides: Any) -> Config:
     return cm.make_config(Config, QUICK, quick, seeds, overrides)
-
-
-def controlled_alpha_problem(d: int, rank: int, workers: int, cols_per_worker: int,
-                             alpha: float, kappa: float, n_prime: int = 2,
-                             seed: int | None = None):
-    """(A, B, C, partition) whose column blocks have diversity index `alpha` and local
-    condition number `kappa` (see the module docstring for the construction)."""
-    M, k = workers, rank
-    if M < 2:
-        raise ValueError(f"workers must be >= 2 to control alpha, got {workers}")
-    if not (0 < alpha <= 1) or ((M - 1) / M < alpha < 1):
-        raise ValueError(f"alpha must be 1 or lie in (0, (M-1)/M] = (0, {(M - 1) / M:.3g}] for "
-                         f"M = {M}, got {alpha}")
-    if k < M + 1 or k > d:
-        raise ValueError(f"rank must lie in [workers + 1, d] = [{M + 1}, {d}], got {rank}")
-    if cols_per_worker < k:
-        raise ValueError(f"cols_per_worker must be >= rank = {k} (alpha = 1 needs every block "
-                         f"to span range(A)), got {cols_per_worker}")
-    rng = np.random.default_rng(seed)
-    U = haar(rng, d, k)
-    if alpha == 1:
-        bases = [np.eye(k)] * M
-    else:
-        phi = np.arcsin(np.sqrt(alpha * M / (M - 1)))
-        bases = []
-        for mu in range(M):
-            q = np.zeros(k)
-            q[0], q[1 + mu] = np.cos(phi), np.sin(phi)
-            basis = np.linalg.svd(np.eye(k) - np.outer(q, q))[0][:, : k - 1]  # q-perp
-            bases.append(basis)
-    blocks = []
-    for basis in bases:
-        r = basis.shape[1]
-        sigma = np.geomspace(1.0, 1.0 / kappa, r)
-        blocks.append(U @ basis @ haar(rng, r, r) @ (sigma[:, None] * haar(rng, cols_per_worker,
-                                                                              r).T))
-    A = np.concatenate(blocks, axis=1)
-    n = A.shape[1]
-    partition = [np.arange(mu * cols_per_worker, (mu + 1) * cols_per_worker) for mu in range(M)]
-    W = rng.standard_normal((n_prime, d)) / np.sqrt(d)
-    G = rng.standard_normal((n, n_prime)) / np.sqrt(n)
-    return A, W @ A, A @ G, partition
 
 
 def _normalised(errors: list[float], Dstar: np.ndarray, Wstar: np.ndarray, C: np.ndarray
@@ -164,10 +115,11 @@ def _theorem2(cfg: Config, ctx: Context) -> dict[str, Any]:
     for alpha in ctx.track(cfg.t2_alphas, "Theorem 2 (alpha grid)"):
         recs = []
         for seed in ctx.seeds:
-            A, B, C, part = controlled_alpha_problem(cfg.t2_d, cfg.t2_rank, cfg.t2_workers,
-                                                     cfg.t2_cols_per_worker, alpha,
-                                                     cfg.t2_kappa_max, cfg.n_prime,
-                                                     seed=5_000 + seed)
+            p = diverse_problem(cfg.t2_workers * cfg.t2_cols_per_worker, cfg.t2_d,
+                                cfg.t2_workers, alpha=alpha, kappa=cfg.t2_kappa_max,
+                                cells=cfg.t2_cells, d_prime=cfg.n_prime, n_prime=cfg.n_prime,
+                                seed=5_000 + seed)
+            A, B, C, part = p.A, p.B, p.C, p.partition
             Dstar, Wstar = nystrom_reference(A, B, C)
             a = diversity_index(A, part)
             kmax = max(condition_number(A[:, J]) for J in part)
@@ -220,7 +172,7 @@ def _theorem2(cfg: Config, ctx: Context) -> dict[str, Any]:
                      "gd_over_eagle_bounds": [r["gd_over_eagle"] for r in recs
                                               if r.get("gd_over_eagle_is_lower_bound")],
                      "eagle_missed": sum(r["accelerated_rounds"] is None for r in recs)})
-    return {"d": cfg.t2_d, "rank": cfg.t2_rank, "workers": cfg.t2_workers,
+    return {"d": cfg.t2_d, "cells": cfg.t2_cells, "workers": cfg.t2_workers,
             "cols_per_worker": cfg.t2_cols_per_worker, "kappa_max": cfg.t2_kappa_max,
             "eps": cfg.t2_eps, "gd_max_rounds": cfg.t2_gd_max_rounds, "rows": rows}
 
@@ -250,7 +202,9 @@ def _claims(cfg: Config, t1: dict, t2: dict):
     ok3 = all(m is not None and m <= np.ceil(b) for _, m, b in acc)
     claims.append(cm.claim(
         f"Theorem 2: distributed EAGLE (M = {cfg.t2_workers}, accelerated) reaches "
-        f"{cfg.t2_eps:g} within log(kappa_max) + alpha^-1 log(1/eps)-type bound at every alpha",
+        f"{cfg.t2_eps:g} within log(kappa_max) + alpha^-1 log(1/eps)-type bound at every alpha "
+        "(`theory.theorem2_bound`; its alpha^-1 term replaced a tighter -1/log(1 - alpha) "
+        "after the merged construction exceeded that at alpha = 1: docs/reproduction.md)",
         "L = O(log kappa_max + alpha^-1 log 1/eps)",
         ", ".join(f"alpha {a:.3g}: {cm.fmt(m)} <= {b:.0f}" for a, m, b in acc),
         ok3, "every measured round count is within the bound", "some count exceeds the bound"))
@@ -351,10 +305,10 @@ def _section(cfg: Config, t1: dict, t2: dict) -> str:
         f"{cfg.seeds} seeds.  Errors are normalised as the bounds are: ||D_l - D*||_F / "
         "(||W*||_2 ||C||_F).", "",
         f"Theorem 1 (dense EAGLE, n = d = {t1['n']}, eps = {t1['eps']:g}):", "", *r1, "",
-        f"Theorem 2 (simulated distributed EAGLE, d = {t2['d']}, rank {t2['rank']}, M = "
+        f"Theorem 2 (simulated distributed EAGLE, d = {t2['d']}, {t2['cells']} cells, M = "
         f"{t2['workers']} workers of {t2['cols_per_worker']} columns, local kappa "
         f"{t2['kappa_max']:g}, eps = {t2['eps']:g}; alpha controlled by the construction in "
-        "`experiments.theory.controlled_alpha_problem`, medians):", "", *r2])
+        "`tasks.diverse_problem`, medians):", "", *r2])
 
 
 GD_FACTOR = 10.0   # "10-100x more rounds": GD needs at least this many times EAGLE's

@@ -8,6 +8,7 @@
 - `haar`: the one Haar sampler;
 - `conditioned`: problems with a prescribed condition number and rank (SVD construction);
 - `distributions`: the ablation distributions behind one entry point, `sample`;
+- `diverse`: distributed problems with a prescribed diversity index alpha (`diverse_problem`);
 - `regression`: in-context linear regression in the block layout;
 - `kernels`: Nystrom kernel-slice tasks on synthetic or user-supplied point sets;
 - `realdata`: problems from real (e.g. SuiteSparse) matrices by pivoted-QR selection.
@@ -28,6 +29,7 @@ from eaglelab.tasks.conditioned import (
     singular_value_profile,
 )
 from eaglelab.tasks.distributions import DISTRIBUTIONS, default_params, sample
+from eaglelab.tasks.diverse import DiverseProblem, diverse_problem, max_alpha_below_one
 from eaglelab.tasks.estimation import EstimationTaskConfig, estimation_batch
 from eaglelab.tasks.kernels import (
     KERNELS,
@@ -48,12 +50,14 @@ __all__ = [
     "POINT_CLOUDS",
     "SINGULAR_VALUE_LAWS",
     "BlockProblem",
+    "DiverseProblem",
     "EstimationTaskConfig",
     "TrainingTaskConfig",
     "assemble",
     "conditioned_batch",
     "conditioned_problem",
     "default_params",
+    "diverse_problem",
     "draw_batch",
     "estimation_batch",
     "kernel_batch",
@@ -61,6 +65,7 @@ __all__ = [
     "load_matrix",
     "load_problem",
     "matrix_task",
+    "max_alpha_below_one",
     "nystrom_problem",
     "nystrom_reference",
     "prompt",

@@ -1,4 +1,6 @@
-"""Distributed test problems with a prescribed diversity index alpha and local conditioning.
+"""Distributed problems with a prescribed diversity index alpha and local conditioning: the
+one alpha-controlled construction (the distributed experiment, the Theorem 2 experiment, the
+engine's tests and benchmarks all draw from it).
 
 A full-rank square A cut into column blocks narrower than d has a tiny alpha (each block
 spans only n_mu of the d directions), so the paper's "alpha ~ 1 at n = d = 1000" needs a
@@ -42,8 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from eaglelab.solvers._inputs import check_int
-from eaglelab.solvers.distributed import partition_columns
+from eaglelab.tasks._checks import check_int
 from eaglelab.tasks.haar import haar
 
 __all__ = ["DiverseProblem", "diverse_problem", "max_alpha_below_one"]
@@ -85,7 +86,7 @@ def diverse_problem(n: int = 1000, d: int = 1000, workers: int = 3, *, alpha: fl
                          f"({(M - 1) / M:.4g}, 1))")
     k = 1 if (M == 2 and alpha < 1.0) else 2
     q = k + 1
-    blocks = partition_columns(n, M)
+    blocks = np.array_split(np.arange(n), M)     # = solvers.partition_columns(n, M)
     if min(J.size for J in blocks) < k * cells:
         raise ValueError(f"each block needs at least k * cells = {k * cells} columns; reduce "
                          f"cells (now {cells}) or workers")
