@@ -606,3 +606,28 @@ def test_exploded_tasks_are_the_largest_input_norms_under_too_large_a_step():
                    val_size=256).summary()["exploded"]
     assert 0 < wild["count"][0] < 26 and len(wild["norm_percentiles"]) == wild["count"][0]
     assert min(wild["norm_percentiles"]) >= 95
+
+
+def test_summary_is_typed_computed_once_and_reads_as_its_json():
+    """The summary is one frozen record built once per extraction; as a mapping it has
+    exactly the keys of its JSON form, without the measures that do not apply."""
+    import dataclasses
+    import json
+
+    from eaglelab.extract.summary import Summary
+    from eaglelab.records import to_jsonable
+
+    cfg = ModelConfig(regime="unconstrained")
+    sA, sC = stable_steps("unconstrained")
+    ex = extract(eagle_weights(cfg, sA, sC), TASK, val_size=64)
+    s = ex.summary()
+    assert isinstance(s, Summary) and ex.summary() is s
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.mse = 0.0
+    assert s["mse"] == s.mse and s.cross_write is None and "cross_write" not in s
+    assert "paper_form" not in s and "residue" in s
+    with pytest.raises(KeyError):
+        s["cross_write"]
+    back = json.loads(json.dumps(to_jsonable(ex.to_dict())))["summary"]
+    assert set(back) == set(s) and back["faithful"] == s.faithful
+    assert len(s) == len(back)

@@ -9,6 +9,7 @@ import json
 import math
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ __version__ = "0.1.0"     # the package's version (pyproject.toml states the sam
 
 def to_jsonable(obj: Any) -> Any:
     """Plain JSON types; numpy scalars/arrays unpacked; non-finite floats -> None."""
-    if isinstance(obj, dict):
+    if isinstance(obj, Mapping):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [to_jsonable(v) for v in obj]

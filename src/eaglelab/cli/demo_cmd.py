@@ -20,6 +20,7 @@ import typer
 from rich.panel import Panel
 
 from eaglelab.cli._common import console, fail
+from eaglelab.records import to_jsonable
 
 DEMO_STEPS = 10000
 DEMO_OVERRIDES = {"train.eval_every": "500", "train.checkpoint_every": "1000"}
@@ -72,9 +73,9 @@ def demo(
     console.rule("3/3  verdict")
     console.print(Panel(update_rule(ex), title="discovered update rule (EAGLE)"))
     console.print(fidelity_rich_table(ex))
-    console.print(f"test MSE: transformer {s['mse']:.2e} | extracted algorithm "
-                  f"{s['mse_algorithm']:.2e} | canonical EAGLE (fitted eta, gamma) "
-                  f"{s['mse_canonical']:.2e} | predicting zero {ex.seeds[0].layers_model['mse'][0]:.2e}")
+    console.print(f"test MSE: transformer {s.mse:.2e} | extracted algorithm "
+                  f"{s.mse_algorithm:.2e} | canonical EAGLE (fitted eta, gamma) "
+                  f"{s.mse_canonical:.2e} | predicting zero {ex.seeds[0].layers_model['mse'][0]:.2e}")
     seed0 = ex.seeds[0]
     console.print("per-layer steps relative to the batch-max ||A_l||^2: eta_l = "
                   + ", ".join(f"{v:.2f}" for v in seed0.eta_layers) + ";  gamma_l = "
@@ -82,8 +83,8 @@ def demo(
                   + "  (the last layer's A update is never read, so its eta is free)")
     console.print(
         f"the extracted solver ({len(seed0.eta_layers)} steps with the learned constants) on "
-        f"{ex.config['val_size']} fresh tasks: MSE {s['mse_algorithm']:.2e}; lstsq (the "
-        f"Nystrom answer B A^+ C): {s['nystrom_mse']:.1e} - four steps are an approximate "
+        f"{ex.config['val_size']} fresh tasks: MSE {s.mse_algorithm:.2e}; lstsq (the "
+        f"Nystrom answer B A^+ C): {s.nystrom_mse:.1e} - four steps are an approximate "
         "solver, iterating the rule converges:")
     cmp = _solver_comparison(seed + 1)
     e, ls = cmp["eagle"], cmp["lstsq"]
@@ -93,24 +94,24 @@ def demo(
         f"condition number 1e3: relative error {e['relative_error']:.1e} after "
         f"{e['iterations']} iterations in {e['seconds']:.3f} s; lstsq: {ls['relative_error']:.1e} "
         f"in {ls['seconds']:.3f} s.")
-    faithful = s["faithful"]
-    worst = max(s["fidelity"])
+    faithful = s.faithful
+    worst = max(s.fidelity)
     verdict = (
         f"the report's verdict: {'FAITHFUL' if faithful else 'NOT FAITHFUL'}\n"
         f"  model learned the task (MSE <= half of predicting zero and <= "
-        f"{s['learned_mse_bound']:.0e}): {s['learned']}\n"
-        f"  fidelity at every layer <= the paper's {s['fidelity_bound']:.0e}: "
-        f"{s['meets_paper_bound']} (worst layer {worst:.1e})\n"
-        f"  fidelity below the model's own test MSE {s['mse']:.1e} at every layer: "
-        f"{s['below_mse']}\n"
+        f"{s.learned_mse_bound:.0e}): {s.learned}\n"
+        f"  fidelity at every layer <= the paper's {s.fidelity_bound:.0e}: "
+        f"{s.meets_paper_bound} (worst layer {worst:.1e})\n"
+        f"  fidelity below the model's own test MSE {s.mse:.1e} at every layer: "
+        f"{s.below_mse}\n"
         f"  (the running prediction alone, D slot: "
-        f"{'faithful' if s['prediction_faithful'] else 'not faithful'}; one head, {steps} steps - "
+        f"{'faithful' if s.prediction_faithful else 'not faithful'}; one head, {steps} steps - "
         "the paper's protocol is 8 heads pruned to one, 20,000 steps)")
     elapsed = time.perf_counter() - t0
     console.print(Panel(f"{verdict}\nreport and figures: {report.parent}\n"
                         f"wall time: {elapsed:.0f} s",
                         title="verdict", style="green" if faithful else "red"))
-    (run_dir / "demo.json").write_text(json.dumps(
+    (run_dir / "demo.json").write_text(json.dumps(to_jsonable(
         {"summary": s, "solver_comparison": cmp, "wall_seconds": elapsed,
-         "steps": steps, "seed": seed}, indent=2, default=float))
+         "steps": steps, "seed": seed}), indent=2))
 

@@ -18,25 +18,25 @@ def register(app: typer.Typer) -> None:
 
 def fidelity_rich_table(ex) -> Table:
     s = ex.summary()
-    L = len(s["fidelity"])
-    out = ", ".join(map(str, s["out_of_range"]))
+    L = len(s.fidelity)
+    out = ", ".join(map(str, s.out_of_range))
     t = Table(title=f"Fidelity per layer, {ex.regime} (||Z_model - Z_alg||^2 / #entries)",
               caption=f"over the test tasks with an input norm in range ({out} of "
-                      f"{s['tasks']} outside, per seed), except the 'all tasks' rows")
+                      f"{s.tasks} outside, per seed), except the 'all tasks' rows")
     t.add_column("")
     for l in range(L):
         t.add_column(f"layer {l + 1}", justify="right")
-    t.add_row("extracted algorithm", *[f"{v:.1e}" for v in s["fidelity"]])
-    t.add_row("  D slot only", *[f"{v:.1e}" for v in s["fidelity_prediction"]])
-    t.add_row("canonical EAGLE", *[f"{v:.1e}" for v in s["fidelity_canonical"]])
-    if "fidelity_paper" in s:
-        t.add_row(f"paper's form ({s['paper_form']})",
-                  *[f"{v:.1e}" for v in s["fidelity_paper"]])
-    t.add_row("model test MSE", *[""] * (L - 1), f"{s['mse']:.1e}")
-    t.add_row(f"all {s['tasks']} tasks", *[f"{v:.1e}" for v in s["fidelity_all_tasks"]])
-    t.add_row("  model test MSE", *[""] * (L - 1), f"{s['mse_all_tasks']:.1e}")
-    t.add_row("median over tasks", *[f"{v:.1e}" for v in s["fidelity_median"]])
-    t.add_row("  model median MSE", *[""] * (L - 1), f"{s['mse_median']:.1e}")
+    t.add_row("extracted algorithm", *[f"{v:.1e}" for v in s.fidelity])
+    t.add_row("  D slot only", *[f"{v:.1e}" for v in s.fidelity_prediction])
+    t.add_row("canonical EAGLE", *[f"{v:.1e}" for v in s.fidelity_canonical])
+    if s.fidelity_paper is not None:
+        t.add_row(f"paper's form ({s.paper_form})",
+                  *[f"{v:.1e}" for v in s.fidelity_paper])
+    t.add_row("model test MSE", *[""] * (L - 1), f"{s.mse:.1e}")
+    t.add_row(f"all {s.tasks} tasks", *[f"{v:.1e}" for v in s.fidelity_all_tasks])
+    t.add_row("  model test MSE", *[""] * (L - 1), f"{s.mse_all_tasks:.1e}")
+    t.add_row("median over tasks", *[f"{v:.1e}" for v in s.fidelity_median])
+    t.add_row("  model median MSE", *[""] * (L - 1), f"{s.mse_median:.1e}")
     return t
 
 

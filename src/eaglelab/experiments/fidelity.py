@@ -158,7 +158,7 @@ def _perturbed_control(run_, cfg: Config, seed0) -> dict[str, Any]:
     import torch
 
     from eaglelab.extract import extract
-    from eaglelab.extract.pipeline import PAPER_FIDELITY
+    from eaglelab.extract.summary import PAPER_FIDELITY
 
     base = run_.model.seed_slice(0)
     gen = torch.Generator().manual_seed(0)
@@ -410,7 +410,7 @@ def _claims(data: dict, cfg: Config) -> list:
 def _canonical_claims(r: str, s: dict) -> list:
     """The parameter-free rule: canonical EAGLE (one eta, gamma over the batch-max norm N_l)
     with the paper's constants and with the fitted ones, scored as the extraction is."""
-    from eaglelab.extract.pipeline import PAPER_FIDELITY
+    from eaglelab.extract.summary import PAPER_FIDELITY
 
     out = []
     for label, fid, mse, all_mse in (

@@ -58,13 +58,11 @@ from eaglelab.extract.scaling import (
     reference_steps,
 )
 from eaglelab.extract.simplify import simplify_products
+from eaglelab.extract.summary import LEARNED, LEARNED_MSE, Summary, summarise
 from eaglelab.models import prune_heads
 from eaglelab.tasks.blocks import prompt
 
-PAPER_FIDELITY = 6e-4    # Table 1: per-layer fidelity at most this (mean of 10 seeds)
 PAPER_ETA, PAPER_GAMMA = 1.0, 1.9   # the learned constants relative to the batch-max norm
-LEARNED = 0.5            # trained: test MSE at most this fraction of predicting zero's
-LEARNED_MSE = 1e-2       # ... and at most ten times the paper's test MSE of ~1e-3 (Table 1)
 EXPLODED = 100.0         # a test task "explodes": relative error above this x the median
 HELD_OUT_SEED = 20251    # the test batch extraction reports on (calibration: seed + 1)
 VALIDATION_SEED = 20250  # the validation batch pruning selects on (never reported)
@@ -139,129 +137,19 @@ class Extraction:
     nystrom_mse: float
     prune: dict | None
     config: dict
+    _summary: Summary | None = field(default=None, repr=False, compare=False)
 
-    def summary(self) -> dict[str, Any]:
-        f = np.array([s.fidelity for s in self.seeds])
-        fa = np.array([s.fidelity_all_tasks for s in self.seeds])
-        ma = np.array([s.mse_all_tasks for s in self.seeds])
-        fD = np.array([s.fidelity_blocks["D"] for s in self.seeds])
-        fc = np.array([s.fidelity_canonical for s in self.seeds])
-        eta = np.array([s.eta for s in self.seeds])
-        gamma = np.array([s.gamma for s in self.seeds])
-        mse = np.array([s.mse for s in self.seeds])
-        fm = np.array([s.fidelity_median for s in self.seeds])
-        mm = np.array([s.mse_median for s in self.seeds])
-        zero = np.array([s.layers_model["mse"][0] for s in self.seeds])   # predicting zero
-        learned = bool(mse.mean() <= min(LEARNED * zero.mean(), LEARNED_MSE))
-        fp = np.array([s.fidelity_paper_constants for s in self.seeds])
-        eta_l = np.array([s.eta_layers for s in self.seeds])
-        gamma_l = np.array([s.gamma_layers for s in self.seeds])
-        return {
-            "regime": self.regime,
-            "seeds": len(self.seeds),
-            "tasks": self.config["val_size"],
-            "out_of_range": [len(s.out_of_range) for s in self.seeds],
-            "fidelity": f.mean(axis=0).tolist(),
-            "fidelity_std": f.std(axis=0).tolist(),
-            "fidelity_all_tasks": fa.mean(axis=0).tolist(),
-            "mse_all_tasks": float(ma.mean()),
-            "zero_mse_all_tasks": float(np.mean([sd.zero_mse_all_tasks for sd in self.seeds])),
-            "faithful_all_tasks": bool(ma.mean() <= min(
-                LEARNED * np.mean([sd.zero_mse_all_tasks for sd in self.seeds]), LEARNED_MSE))
-            and _faithful(fa.mean(axis=0), ma.mean()),
-            "fidelity_canonical": fc.mean(axis=0).tolist(),
-            "fidelity_prediction": fD.mean(axis=0).tolist(),
-            "mse": float(mse.mean()),
-            "mse_algorithm": float(np.mean([s.mse_algorithm for s in self.seeds])),
-            "mse_canonical": float(np.mean([s.mse_canonical for s in self.seeds])),
-            "mse_simplified": float(np.mean([s.mse_simplified for s in self.seeds])),
-            "nystrom_mse": self.nystrom_mse,
-            "eta": float(eta.mean()), "eta_std": float(eta.std()),
-            "gamma": float(gamma.mean()), "gamma_std": float(gamma.std()),
-            # the last layer's C is never read again, so its gamma is a read-out step only;
-            # fitted without it, gamma describes the layers that precondition (paper: ~1.9)
-            "gamma_inner": float(np.mean([s.gamma_inner for s in self.seeds])),
-            "gamma_inner_std": float(np.std([s.gamma_inner for s in self.seeds])),
-            # the verdict (module docstring): learned, at most the paper's bound and below the
-            # model's own test MSE at every layer, on the means over seeds
-            "zero_mse": float(zero.mean()), "learned": learned,
-            "seeds_learned": int(np.sum(mse <= np.minimum(LEARNED * zero, LEARNED_MSE))),
-            "learned_mse_bound": LEARNED_MSE,
-            "fidelity_bound": PAPER_FIDELITY,
-            "meets_paper_bound": bool(f.mean(axis=0).max() <= PAPER_FIDELITY),
-            "below_mse": bool(np.all(f.mean(axis=0) < mse.mean())),
-            "seeds_meeting_bound": int(np.sum(f.max(axis=1) <= PAPER_FIDELITY)),
-            "seeds_below_mse": int(np.sum(np.all(f < mse[:, None], axis=1))),
-            "faithful": learned and _faithful(f.mean(axis=0), mse.mean()),
-            # the read-out only: the algorithm's running prediction (D slot) follows the model's
-            "prediction_faithful": learned and _faithful(fD.mean(axis=0), mse.mean()),
-            # typical tasks (ours): medians over tasks of the per-task fidelity and test MSE,
-            # relative criterion only (the paper's bound is for means)
-            "fidelity_median": fm.mean(axis=0).tolist(),
-            "mse_median": float(mm.mean()),
-            "faithful_median": learned and bool(np.all(fm.mean(axis=0) < mm.mean())),
-            # the parameter-free rule: EAGLE with the paper's eta = 1, gamma = 1.9 over N_l
-            "fidelity_paper_constants": fp.mean(axis=0).tolist(),
-            "mse_paper_constants": float(np.mean([s.mse_paper_constants for s in self.seeds])),
-            "mse_paper_constants_all_tasks": float(np.mean(
-                [s.mse_paper_constants_all_tasks for s in self.seeds])),
-            # learned constants per layer: median and interquartile range over seeds
-            "eta_layers_median": np.median(eta_l, axis=0).tolist(),
-            "eta_layers_iqr": np.subtract(*np.percentile(eta_l, [75, 25], axis=0)).tolist(),
-            "gamma_layers_median": np.median(gamma_l, axis=0).tolist(),
-            "gamma_layers_iqr": np.subtract(*np.percentile(gamma_l, [75, 25], axis=0)).tolist(),
-            **self._paper_summary(mse.mean(), learned),
-            **({"cross_write": np.mean([sd.cross_write for sd in self.seeds], axis=0).tolist()}
-               if self.seeds[0].cross_write is not None else {}),
-            "residue": {k: np.mean([sd.residue[k] for sd in self.seeds], axis=0).tolist()
-                        for k in self.seeds[0].residue} if self.seeds[0].residue else None,
-            **self._original_summary(),
-            "exploded": {"count": [sd.exploded["count"] for sd in self.seeds],
-                         "norm_percentiles": [p for sd in self.seeds
-                                              for p in sd.exploded["norm_percentiles"]],
-                         "out_of_range": sum(sd.exploded["out_of_range"] for sd in self.seeds)}
-            if self.seeds[0].exploded is not None else None,
-            **({"reference_layers_median": {
-                k: np.median([sd.reference[k] for sd in self.seeds], axis=0).tolist()
-                for k in self.seeds[0].reference}} if self.seeds[0].reference else {}),
-        }
-
-    def _original_summary(self) -> dict[str, Any]:
-        """A normalised model's measures in the prompts' own units (means over seeds)."""
-        if self.seeds[0].original_units is None:
-            return {}
-        o = [sd.original_units for sd in self.seeds]
-        return {"original_units": {
-            "mse": float(np.mean([x["mse"] for x in o])),
-            "mse_all_tasks": float(np.mean([x["mse_all_tasks"] for x in o])),
-            "fidelity": np.mean([x["fidelity"] for x in o], axis=0).tolist()}}
-
-    def _paper_summary(self, mse: float, learned: bool) -> dict[str, Any]:
-        """How the paper's form of the steps fares next to the extracted (learned) form, in
-        the regimes where they differ."""
-        if any(s.paper is None for s in self.seeds):
-            return {}
-        fp = np.array([s.paper["fidelity"] for s in self.seeds])
-        fpm = np.array([s.paper["fidelity_median"] for s in self.seeds])
-        key = "value_alignment"
-        return {"paper_form": self.seeds[0].paper["form"],
-                "fidelity_paper": fp.mean(axis=0).tolist(),
-                "fidelity_paper_median": fpm.mean(axis=0).tolist(),
-                "faithful_paper": learned and _faithful(fp.mean(axis=0), mse),
-                "mse_paper": float(np.mean([s.paper["mse"] for s in self.seeds])),
-                key: np.array([s.paper[key] for s in self.seeds]).mean(axis=0).tolist()}
+    def summary(self) -> Summary:
+        """The means over seeds and the verdicts (`extract.summary.Summary`), computed once."""
+        if self._summary is None:
+            self._summary = summarise(self.regime, self.seeds, self.nystrom_mse,
+                                      self.config["val_size"])
+        return self._summary
 
     def to_dict(self) -> dict[str, Any]:
         return {"summary": self.summary(), "regime": self.regime, "config": self.config,
                 "nystrom_mse": self.nystrom_mse, "prune": self.prune,
                 "seeds": [s.to_dict() for s in self.seeds]}
-
-
-def _faithful(fidelity: np.ndarray, mse: float) -> bool:
-    """The paper's bound and the relative criterion at every layer (the caller adds
-    `learned`)."""
-    fidelity = np.asarray(fidelity)
-    return bool(fidelity.max() <= PAPER_FIDELITY and np.all(fidelity < mse))
 
 
 def _original_units(Zm, Za, D, s0, c, inside) -> dict[str, Any]:
@@ -315,6 +203,25 @@ def held_out(task, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return prompt(X, task.d, task.n), X[:, task.d:, task.n:].clone()
 
 
+@dataclass
+class _Batches:
+    """The batches every seed is measured on (module docstring)."""
+    Z0: torch.Tensor             # test prompts (scaled for a normalised model)
+    D: torch.Tensor              # their true hidden blocks (scaled alike)
+    Zc: torch.Tensor             # calibration prompts (the norms)
+    Z_raw: torch.Tensor          # the test prompts before any normalisation
+    scale: torch.Tensor | None   # the per-prompt factor c (normalised models), (B, 1, 1)
+    inside: np.ndarray           # test tasks with an input norm in the calibrated range
+
+
+@dataclass
+class _Options:
+    factor: float
+    qk_levels: int
+    vp_levels: int
+    sketch_draws: int
+
+
 @torch.no_grad()
 def extract(model, task, *, val_size: int = 1024, seed: int = HELD_OUT_SEED,
             prune_to: int = 1, factor: float = 1.5, qk_levels: int = 2, vp_levels: int = 3,
@@ -326,7 +233,29 @@ def extract(model, task, *, val_size: int = 1024, seed: int = HELD_OUT_SEED,
     (`seed`, default HELD_OUT_SEED, val_size tasks), the norms on a calibration batch
     (seed + 1).  The three batches are disjoint draws.  A model with per-prompt
     normalisation (`ModelConfig.normalise`) is extracted on the scaled problems its layers
-    solve (c Z0, c D), so its MSEs are in those units."""
+    solve (c Z0, c D), so its MSEs are in those units.
+
+    Steps: check the inputs; prune on the validation batch (`_prune_on_validation`); draw
+    the test and calibration batches (`_test_batches`); per seed, read the steps off the
+    weights and measure the model against the extracted algorithm (`_extract_seed`)."""
+    _check_inputs(model, task, seed)
+    c = model.config                    # recorded as given (before pruning)
+    # work on a float64 copy: nn.Module.double() converts in place, and the caller's model
+    # (e.g. a run being trained or inspected) must not change dtype under it
+    model = copy.deepcopy(model).double()
+    model, prune = _prune_on_validation(model, task, val_size, prune_to)
+    batches = _test_batches(model, task, val_size, seed)
+    opts = _Options(factor, qk_levels, vp_levels, sketch_draws)
+    seeds = [_extract_seed(model.seed_slice(k), k, task, batches, opts)
+             for k in range(model.num_seeds)]
+    config = {"val_size": val_size, "seed": seed, "prune_to": prune_to, "factor": factor,
+              "qk_levels": qk_levels, "vp_levels": vp_levels, "model": c.to_dict(),
+              "task": task.to_dict()}
+    return Extraction(c.regime, seeds, nystrom_mse(batches.Z0, batches.D, c.d, c.n), prune,
+                      config)
+
+
+def _check_inputs(model, task, seed: int) -> None:
     if seed in (VALIDATION_SEED, VALIDATION_SEED - 1):
         raise ValueError(f"seed={seed}: the test batch (and its calibration batch seed + 1) "
                          f"must not be the validation batch {VALIDATION_SEED}")
@@ -334,17 +263,25 @@ def extract(model, task, *, val_size: int = 1024, seed: int = HELD_OUT_SEED,
     if (c.n, c.d, c.n_prime, c.d_prime) != (task.n, task.d, task.n_prime, task.d_prime):
         raise ValueError(f"model sizes (n, d, n', d') = {(c.n, c.d, c.n_prime, c.d_prime)} do not "
                          f"match the task's {(task.n, task.d, task.n_prime, task.d_prime)}")
-    # work on a float64 copy: nn.Module.double() converts in place, and the caller's model
-    # (e.g. a run being trained or inspected) must not change dtype under it
-    model = copy.deepcopy(model).double()
-    prune = None
-    if c.heads > prune_to:      # selection on the validation batch, never on the test batch
-        Zv, Dv = held_out(task, val_size, VALIDATION_SEED)
-        pr = prune_heads(model, Zv, Dv, keep=prune_to)
-        model, prune = pr.model, pr.to_dict()
+
+
+def _prune_on_validation(model, task, val_size: int, prune_to: int):
+    """(model, prune record or None): a model with more than `prune_to` heads per layer
+    (machine) pruned on the validation batch - selection never sees the test batch."""
+    if model.config.heads <= prune_to:
+        return model, None
+    Zv, Dv = held_out(task, val_size, VALIDATION_SEED)
+    pr = prune_heads(model, Zv, Dv, keep=prune_to)
+    return pr.model, pr.to_dict()
+
+
+def _test_batches(model, task, val_size: int, seed: int) -> _Batches:
+    """The test batch (`seed`), its calibration batch (seed + 1), scaled as the layers see
+    them, and the tasks whose input norm lies in the calibrated range."""
+    c = model.config
     Z0, D = held_out(task, val_size, seed)
-    Z_raw = Z0                                          # the prompts before any normalisation
-    Zc, _ = held_out(task, val_size, seed + 1)          # calibration batch for the norms
+    Z_raw = Z0
+    Zc, _ = held_out(task, val_size, seed + 1)
     s0 = None
     if c.normalise != "none":   # the layers solve the scaled problems: extract on those
         s0 = model.prompt_scale(Z0)[:, None, None]
@@ -353,101 +290,113 @@ def extract(model, task, *, val_size: int = 1024, seed: int = HELD_OUT_SEED,
     if inside.mean() < 0.5:
         warnings.warn(f"only {int(inside.sum())} of {len(inside)} test tasks have an input "
                       "norm within the calibration batch's; the measures are over those",
-                      stacklevel=2)
-    partition = model.layout.partition() if model.layout is not None else None
+                      stacklevel=3)
+    return _Batches(Z0, D, Zc, Z_raw, s0, inside)
+
+
+def _head_structure(prods: LayerProducts, c, partition) -> tuple[list, list]:
+    """Per layer and head: the block statistics of W_QK and W_VP, and the numerical rank of
+    W_QK's top-left (or its machine's) block."""
+    structure, ranks = [], []
+    for l in range(c.layers):
+        row, rk = [], []
+        for h, (Wqk, Wvp) in enumerate(zip(prods.W_QK[l], prods.W_VP[l], strict=True)):
+            cols = (None if partition is None else
+                    partition[h * len(partition) // len(prods.W_QK[l])])
+            row.append({"qk": block_structure(Wqk, c.n, cols),
+                        "vp": block_structure(Wvp, c.n, cols)})
+            blk = Wqk[:c.n, :c.n] if cols is None else Wqk[np.ix_(cols, cols)]
+            rk.append(numerical_rank(blk))
+        structure.append(row)
+        ranks.append(rk)
+    return structure, ranks
+
+
+def _paper_form(alg: ExtractedAlgorithm, Zm, b: _Batches, c, values, bases) -> dict:
+    """The paper's form of the compute-limited steps (S S^T on the value side) next to the
+    learned one: fidelity, test MSE and the share of each value map inside span S."""
+    Zp = alg.paper_form().run(b.Z0)
+    return {"fidelity": layer_fidelity(Zm, Zp, b.inside),
+            "fidelity_median": layer_fidelity_median(Zm, Zp, b.inside),
+            "mse": prediction_mse(Zp[-1], b.D, c.d, c.n, b.inside),
+            "form": "value side S S^T",
+            "value_alignment": [_alignment(R, B) for R, B in zip(values, bases, strict=True)]}
+
+
+def _extract_seed(one, k: int, task, b: _Batches, opts: _Options) -> SeedExtraction:
+    """One seed (`one`, a one-seed model): its products and steps, the extracted algorithm
+    with its per-layer constants, the canonical and paper-constant EAGLE beside it, and
+    every measure of `SeedExtraction` on the test batch."""
+    c = one.config
+    Z0, D, inside = b.Z0, b.D, b.inside
+    partition = one.layout.partition() if one.layout is not None else None
     rank_support = c.r if c.regime == "compute-limited" else None
-    seeds = []
-    for k in range(model.num_seeds):
-        one = model.seed_slice(k)
-        prods = model_products(one, 0)
-        simple, rep = simplify_products(prods, factor=factor, qk_levels=qk_levels,
-                                        vp_levels=vp_levels, seed=k)
-        Zm = [z[0] for z in one.layer_outputs(Z0)]
-        Zs_simple = products_forward(Z0, simple, c.d)
-        sA, sC, _, _ = layer_steps(prods, c.regime, c.n, r=rank_support, partition=partition)
-        sketches = values = bases = None
-        if c.regime == "compute-limited":
-            heads = [head_scales(prods.W_QK[l][0], prods.W_VP[l][0], c.n, rank=c.r)
-                     for l in range(c.layers)]
-            sketches, values = [h["S"] for h in heads], [h["R"] for h in heads]
-            bases = [h["basis"] for h in heads]
-        calib = [z[0] for z in one.layer_outputs(Zc)]
-        norms = batch_max_norms(calib, c.d, c.n, partition, sketches)
-        data_rank = min(getattr(task, "s", task.n), task.n, task.d)
-        eta_l, gamma_l = (sA * norms).tolist(), (sC * norms).tolist()
-        alg = ExtractedAlgorithm(c.regime, c.n, c.d, eta_l, gamma_l, norms.tolist(),
-                                 sketches=sketches, partition=partition, value_maps=values)
-        # the last layer's A update is never read (only its D slot is), so eta is fitted on
-        # layers 1..L-1; gamma (which moves C and D) on every layer
-        eta = fit_constant(sA[:-1], norms[:-1]) if c.layers > 1 else fit_constant(sA, norms)
-        gamma = fit_constant(sC, norms)
-        gamma_inner = fit_constant(sC[:-1], norms[:-1]) if c.layers > 1 else gamma
-        canon = ExtractedAlgorithm(c.regime, c.n, c.d, [eta] * c.layers, [gamma] * c.layers,
-                                   norms.tolist(), sketches=sketches, partition=partition,
-                                   value_maps=values)
-        canon_paper = ExtractedAlgorithm(c.regime, c.n, c.d, [PAPER_ETA] * c.layers,
-                                         [PAPER_GAMMA] * c.layers, norms.tolist(),
-                                         sketches=sketches, partition=partition,
-                                         value_maps=values)
-        Za, Zcanon, Zpaper_c = alg.run(Z0), canon.run(Z0), canon_paper.run(Z0)
-        paper = None
-        if values is not None:
-            Zp = alg.paper_form().run(Z0)
-            paper = {"fidelity": layer_fidelity(Zm, Zp, inside),
-                     "fidelity_median": layer_fidelity_median(Zm, Zp, inside),
-                     "mse": prediction_mse(Zp[-1], D, c.d, c.n, inside),
-                     "form": "value side S S^T",
-                     # the share of the value map inside span S (1 = R = S S^T's subspace)
-                     "value_alignment": [_alignment(R, B) for R, B in zip(values, bases,
-                                                                         strict=True)]}
-        structure, ranks = [], []
-        for l in range(c.layers):
-            row, rk = [], []
-            for h, (Wqk, Wvp) in enumerate(zip(prods.W_QK[l], prods.W_VP[l], strict=True)):
-                cols = (None if partition is None else
-                        partition[h * len(partition) // len(prods.W_QK[l])])
-                row.append({"qk": block_structure(Wqk, c.n, cols),
-                            "vp": block_structure(Wvp, c.n, cols)})
-                blk = Wqk[:c.n, :c.n] if cols is None else Wqk[np.ix_(cols, cols)]
-                rk.append(numerical_rank(blk))
-            structure.append(row)
-            ranks.append(rk)
-        sketch = None
-        if c.regime == "compute-limited":
-            sketch = [sketch_comparison(prods.W_QK[l][0][:c.n, :c.n], c.r, sketch_draws, l)
-                      for l in range(c.layers)]
-        seeds.append(SeedExtraction(
-            seed=int(one.seeds[0]), steps_A=sA.tolist(), steps_C=sC.tolist(),
-            norms=norms.tolist(), eta=eta, gamma=gamma, gamma_inner=gamma_inner,
-            eta_layers=eta_l, gamma_layers=gamma_l,
-            fidelity=layer_fidelity(Zm, Za, inside),
-            fidelity_all_tasks=layer_fidelity(Zm, Za),
-            mse_all_tasks=prediction_mse(Zm[-1], D, c.d, c.n),
-            zero_mse_all_tasks=prediction_mse(Z0, D, c.d, c.n),
-            out_of_range=np.flatnonzero(~inside).tolist(),
-            fidelity_median=layer_fidelity_median(Zm, Za, inside),
-            mse_median=prediction_mse_median(Zm[-1], D, c.d, c.n, inside),
-            fidelity_canonical=layer_fidelity(Zm, Zcanon, inside),
-            fidelity_paper_constants=layer_fidelity(Zm, Zpaper_c, inside),
-            mse_paper_constants=prediction_mse(Zpaper_c[-1], D, c.d, c.n, inside),
-            mse_paper_constants_all_tasks=prediction_mse(Zpaper_c[-1], D, c.d, c.n),
-            fidelity_blocks=block_fidelity(Zm, Za, c.d, c.n, inside),
-            mse=prediction_mse(Zm[-1], D, c.d, c.n, inside),
-            mse_algorithm=prediction_mse(Za[-1], D, c.d, c.n, inside),
-            mse_canonical=prediction_mse(Zcanon[-1], D, c.d, c.n, inside),
-            mse_simplified=prediction_mse(Zs_simple[-1], D, c.d, c.n, inside),
-            structure=structure, ranks=ranks,
-            layers_model=layer_quantities(Zm, D, c.d, c.n, data_rank, inside),
-            layers_algorithm=layer_quantities(Za, D, c.d, c.n, data_rank, inside),
-            simplify=rep.to_dict(), sketch=sketch, paper=paper, algorithm=alg,
-            cross_write=None if partition is None else cross_writes(prods, c.n, partition),
-            residue=residue_attribution(prods, Z0, Zm, c.regime, c.d, c.n, r=rank_support,
-                                        partition=partition, tasks=inside),
-            original_units=None if s0 is None else _original_units(Zm, Za, D, s0, c, inside),
-            reference=reference_steps(calib, c.d, c.n, data_rank, norms, partition),
-            exploded=_exploded(Zm[-1], D, Z_raw, c, inside),
-            products=prods))
-    config = {"val_size": val_size, "seed": seed, "prune_to": prune_to, "factor": factor,
-              "qk_levels": qk_levels, "vp_levels": vp_levels, "model": c.to_dict(),
-              "task": task.to_dict()}
-    return Extraction(c.regime, seeds, nystrom_mse(Z0, D, c.d, c.n), prune, config)
+    prods = model_products(one, 0)
+    simple, rep = simplify_products(prods, factor=opts.factor, qk_levels=opts.qk_levels,
+                                    vp_levels=opts.vp_levels, seed=k)
+    Zm = [z[0] for z in one.layer_outputs(Z0)]
+    Zs_simple = products_forward(Z0, simple, c.d)
+    sA, sC, _, _ = layer_steps(prods, c.regime, c.n, r=rank_support, partition=partition)
+    sketches = values = bases = None
+    if c.regime == "compute-limited":
+        heads = [head_scales(prods.W_QK[l][0], prods.W_VP[l][0], c.n, rank=c.r)
+                 for l in range(c.layers)]
+        sketches, values = [h["S"] for h in heads], [h["R"] for h in heads]
+        bases = [h["basis"] for h in heads]
+    calib = [z[0] for z in one.layer_outputs(b.Zc)]
+    norms = batch_max_norms(calib, c.d, c.n, partition, sketches)
+    data_rank = min(getattr(task, "s", task.n), task.n, task.d)
+    eta_l, gamma_l = (sA * norms).tolist(), (sC * norms).tolist()
+
+    def algorithm(etas, gammas) -> ExtractedAlgorithm:
+        return ExtractedAlgorithm(c.regime, c.n, c.d, list(etas), list(gammas),
+                                  norms.tolist(), sketches=sketches, partition=partition,
+                                  value_maps=values)
+
+    alg = algorithm(eta_l, gamma_l)
+    # the last layer's A update is never read (only its D slot is), so eta is fitted on
+    # layers 1..L-1; gamma (which moves C and D) on every layer
+    eta = fit_constant(sA[:-1], norms[:-1]) if c.layers > 1 else fit_constant(sA, norms)
+    gamma = fit_constant(sC, norms)
+    gamma_inner = fit_constant(sC[:-1], norms[:-1]) if c.layers > 1 else gamma
+    canon = algorithm([eta] * c.layers, [gamma] * c.layers)
+    canon_paper = algorithm([PAPER_ETA] * c.layers, [PAPER_GAMMA] * c.layers)
+    Za, Zcanon, Zpaper_c = alg.run(Z0), canon.run(Z0), canon_paper.run(Z0)
+    paper = None if values is None else _paper_form(alg, Zm, b, c, values, bases)
+    structure, ranks = _head_structure(prods, c, partition)
+    sketch = None
+    if c.regime == "compute-limited":
+        sketch = [sketch_comparison(prods.W_QK[l][0][:c.n, :c.n], c.r, opts.sketch_draws, l)
+                  for l in range(c.layers)]
+    return SeedExtraction(
+        seed=int(one.seeds[0]), steps_A=sA.tolist(), steps_C=sC.tolist(),
+        norms=norms.tolist(), eta=eta, gamma=gamma, gamma_inner=gamma_inner,
+        eta_layers=eta_l, gamma_layers=gamma_l,
+        fidelity=layer_fidelity(Zm, Za, inside),
+        fidelity_all_tasks=layer_fidelity(Zm, Za),
+        mse_all_tasks=prediction_mse(Zm[-1], D, c.d, c.n),
+        zero_mse_all_tasks=prediction_mse(Z0, D, c.d, c.n),
+        out_of_range=np.flatnonzero(~inside).tolist(),
+        fidelity_median=layer_fidelity_median(Zm, Za, inside),
+        mse_median=prediction_mse_median(Zm[-1], D, c.d, c.n, inside),
+        fidelity_canonical=layer_fidelity(Zm, Zcanon, inside),
+        fidelity_paper_constants=layer_fidelity(Zm, Zpaper_c, inside),
+        mse_paper_constants=prediction_mse(Zpaper_c[-1], D, c.d, c.n, inside),
+        mse_paper_constants_all_tasks=prediction_mse(Zpaper_c[-1], D, c.d, c.n),
+        fidelity_blocks=block_fidelity(Zm, Za, c.d, c.n, inside),
+        mse=prediction_mse(Zm[-1], D, c.d, c.n, inside),
+        mse_algorithm=prediction_mse(Za[-1], D, c.d, c.n, inside),
+        mse_canonical=prediction_mse(Zcanon[-1], D, c.d, c.n, inside),
+        mse_simplified=prediction_mse(Zs_simple[-1], D, c.d, c.n, inside),
+        structure=structure, ranks=ranks,
+        layers_model=layer_quantities(Zm, D, c.d, c.n, data_rank, inside),
+        layers_algorithm=layer_quantities(Za, D, c.d, c.n, data_rank, inside),
+        simplify=rep.to_dict(), sketch=sketch, paper=paper, algorithm=alg,
+        cross_write=None if partition is None else cross_writes(prods, c.n, partition),
+        residue=residue_attribution(prods, Z0, Zm, c.regime, c.d, c.n, r=rank_support,
+                                    partition=partition, tasks=inside),
+        original_units=(None if b.scale is None
+                        else _original_units(Zm, Za, D, b.scale, c, inside)),
+        reference=reference_steps(calib, c.d, c.n, data_rank, norms, partition),
+        exploded=_exploded(Zm[-1], D, b.Z_raw, c, inside),
+        products=prods)

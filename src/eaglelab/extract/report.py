@@ -29,15 +29,15 @@ def update_rule(ex: Extraction) -> str:
         f"B <- B - eta rho_l ({Bs})({As})^T({As}){St}",
         f"C <- C - gamma rho_l ({As})({As})^T C",
         f"D <- D + gamma rho_l ({Bs})({As})^T C",
-        f"eta = {s['eta']:.3f} +- {s['eta_std']:.3f},  gamma = {s['gamma']:.3f} +- "
-        f"{s['gamma_std']:.3f}  (over {s['seeds']} seed(s))",
+        f"eta = {s.eta:.3f} +- {s.eta_std:.3f},  gamma = {s.gamma:.3f} +- "
+        f"{s.gamma_std:.3f}  (over {s.seeds} seed(s))",
         f"without the last layer (whose C is never read again): gamma = "
-        f"{s['gamma_inner']:.3f} +- {s['gamma_inner_std']:.3f}; eta is always fitted so",
+        f"{s.gamma_inner:.3f} +- {s.gamma_inner_std:.3f}; eta is always fitted so",
     ]
     if sk:
         lines.insert(1, "S_l: the learned n x r sketch of layer l (the learned eigenvectors, "
                         "scaled so that S_l S_l^T keeps the learned eigenvalues)")
-        align = s.get("value_alignment")
+        align = s.value_alignment
         if align is not None:
             lines[2:4] = [
                 f"A <- A - eta rho_l ({As})({As})^T A R_l",
@@ -48,7 +48,7 @@ def update_rule(ex: Extraction) -> str:
     if ex.regime == "distributed":
         lines.insert(1, "every machine mu applies the update to its own (A^mu, B^mu) and the "
                         "shared (C, D); C and D are then averaged over the machines")
-        cross = s.get("cross_write")
+        cross = s.cross_write
         if cross is not None:
             lines.append("off-machine writes of W_VP, ||W_VP[:, J_nu != J_mu]||_F / "
                          "||W_VP[:, J_mu + N']||_F per layer: " + " ".join(f"{v:.2f}" for v in cross)
@@ -59,23 +59,23 @@ def update_rule(ex: Extraction) -> str:
 
 def fidelity_table(ex: Extraction) -> str:
     s = ex.summary()
-    L = len(s["fidelity"])
+    L = len(s.fidelity)
     head = "| quantity | " + " | ".join(f"layer {l + 1}" for l in range(L)) + " |"
     sep = "|---|" + "---|" * L
     rows = [head, sep,
-            "| fidelity, extracted (mean) | " + " | ".join(f"{v:.2e}" for v in s["fidelity"]) + " |",
-            "| fidelity, extracted (std) | " + " | ".join(f"{v:.1e}" for v in s["fidelity_std"]) + " |",
+            "| fidelity, extracted (mean) | " + " | ".join(f"{v:.2e}" for v in s.fidelity) + " |",
+            "| fidelity, extracted (std) | " + " | ".join(f"{v:.1e}" for v in s.fidelity_std) + " |",
             "| fidelity, D slot only (prediction) | "
-            + " | ".join(f"{v:.2e}" for v in s["fidelity_prediction"]) + " |",
-            "| fidelity, canonical EAGLE | " + " | ".join(f"{v:.2e}" for v in s["fidelity_canonical"])
+            + " | ".join(f"{v:.2e}" for v in s.fidelity_prediction) + " |",
+            "| fidelity, canonical EAGLE | " + " | ".join(f"{v:.2e}" for v in s.fidelity_canonical)
             + " |"]
     rows.append("| fidelity, median over tasks | "
-                + " | ".join(f"{v:.2e}" for v in s["fidelity_median"]) + " |")
-    if "fidelity_paper" in s:
-        rows.append(f"| fidelity, paper's form ({s['paper_form']}) | "
-                    + " | ".join(f"{v:.2e}" for v in s["fidelity_paper"]) + " |")
-    rows.append(f"| fidelity, all {s['tasks']} tasks | "
-                + " | ".join(f"{v:.2e}" for v in s["fidelity_all_tasks"]) + " |")
+                + " | ".join(f"{v:.2e}" for v in s.fidelity_median) + " |")
+    if s.fidelity_paper is not None:
+        rows.append(f"| fidelity, paper's form ({s.paper_form}) | "
+                    + " | ".join(f"{v:.2e}" for v in s.fidelity_paper) + " |")
+    rows.append(f"| fidelity, all {s.tasks} tasks | "
+                + " | ".join(f"{v:.2e}" for v in s.fidelity_all_tasks) + " |")
     return "\n".join(rows)
 
 
@@ -90,7 +90,7 @@ RESIDUE_LABELS = {
 
 def residue_table(ex: Extraction) -> str:
     s = ex.summary()
-    res = s["residue"]
+    res = s.residue
     L = len(res["structured"])
     rows = ["| reading | " + " | ".join(f"layer {l + 1}" for l in range(L)) + " |",
             "|---|" + "---|" * L]
@@ -186,8 +186,8 @@ def _layerwise(ex: Extraction, path: Path) -> None:
 def _scaling(ex: Extraction, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     s0 = ex.summary()
-    for ax, key, const, name in ((axes[0], "steps_A", s0["eta"], "eta"),
-                                 (axes[1], "steps_C", s0["gamma"], "gamma")):
+    for ax, key, const, name in ((axes[0], "steps_A", s0.eta, "eta"),
+                                 (axes[1], "steps_C", s0.gamma, "gamma")):
         xs = []
         for s in ex.seeds:
             x = 1.0 / np.asarray(s.norms)
@@ -255,24 +255,24 @@ def write_report(ex: Extraction, out: Path, title: str = "") -> Path:
     md = [f"# Extraction report: {tag}{' - ' + title if title else ''}", "",
           "## Discovered update rule", "", "```", update_rule(ex), "```", "",
           "## Fidelity (||Z_model - Z_alg||_F^2 / #entries, mean over seeds)", "",
-          f"Over the {s['tasks']} test tasks less those whose input norm ||A_0||_2^2 exceeds "
+          f"Over the {s.tasks} test tasks less those whose input norm ||A_0||_2^2 exceeds "
           "the calibration batch's largest (a rule fixed from the prompts alone): "
-          f"{', '.join(map(str, s['out_of_range']))} task(s) per seed.  The last row and the "
+          f"{', '.join(map(str, s.out_of_range))} task(s) per seed.  The last row and the "
           "'all tasks' numbers below include them.", "",
           fidelity_table(ex), "",
-          f"- model test MSE: {s['mse']:.3e}; extracted algorithm: {s['mse_algorithm']:.3e}; "
-          f"canonical EAGLE: {s['mse_canonical']:.3e}; sparsified + quantised model: "
-          f"{s['mse_simplified']:.3e}; Nystrom answer: {s['nystrom_mse']:.3e}; model over all "
-          f"tasks: {s['mse_all_tasks']:.3e} (verdict there: "
-          f"{'faithful' if s['faithful_all_tasks'] else 'NOT faithful'})",
-          f"- full-Z verdict (the paper's criterion): {'faithful' if s['faithful'] else 'NOT faithful'}"
-          f" (every layer's fidelity {'below' if s['faithful'] else 'not below'} the model's own "
+          f"- model test MSE: {s.mse:.3e}; extracted algorithm: {s.mse_algorithm:.3e}; "
+          f"canonical EAGLE: {s.mse_canonical:.3e}; sparsified + quantised model: "
+          f"{s.mse_simplified:.3e}; Nystrom answer: {s.nystrom_mse:.3e}; model over all "
+          f"tasks: {s.mse_all_tasks:.3e} (verdict there: "
+          f"{'faithful' if s.faithful_all_tasks else 'NOT faithful'})",
+          f"- full-Z verdict (the paper's criterion): {'faithful' if s.faithful else 'NOT faithful'}"
+          f" (every layer's fidelity {'below' if s.faithful else 'not below'} the model's own "
           f"test MSE)",
-          f"- on typical tasks (medians over tasks): model MSE {s['mse_median']:.3e}, verdict "
-          f"{'faithful' if s['faithful_median'] else 'NOT faithful'}",
-          f"- prediction verdict: {'faithful' if s['prediction_faithful'] else 'NOT faithful'} "
+          f"- on typical tasks (medians over tasks): model MSE {s.mse_median:.3e}, verdict "
+          f"{'faithful' if s.faithful_median else 'NOT faithful'}",
+          f"- prediction verdict: {'faithful' if s.prediction_faithful else 'NOT faithful'} "
           "(the D slot alone)", ""]
-    if s.get("residue"):
+    if s.residue:
         md += ["## Where the model departs from the algorithm", "",
                "Fidelity per layer with one weight block's learned residue put back on top of "
                "the structure the algorithm reads (`eaglelab.extract.residue`); a block that "
