@@ -3,8 +3,8 @@ torchrun or on local workers (`solve_from_shards`, what the command line runs).
 
 Local runs (`launch_local`, `solve_distributed`, ``--workers M``) start M processes with
 the multiprocessing "forkserver" method: one server process imports torch and eaglelab
-once, then every worker is a cheap fork of it (a 3-rank group starts in about 0.1 s after
-the first launch instead of several seconds of imports per rank); "spawn" is available too.
+once, then every worker is a cheap fork of it (no per-rank import of torch after the first
+launch); "spawn" is available too.
 The workers meet through a file:// rendezvous in a private temporary folder, talk gloo over
 loopback (GLOO_SOCKET_IFNAME=lo unless set), and use one thread each (torch and BLAS).
 Each worker dies with its parent (PR_SET_PDEATHSIG on Linux) and the launcher kills any
