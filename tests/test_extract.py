@@ -631,3 +631,14 @@ def test_summary_is_typed_computed_once_and_reads_as_its_json():
     back = json.loads(json.dumps(to_jsonable(ex.to_dict())))["summary"]
     assert set(back) == set(s) and back["faithful"] == s.faithful
     assert len(s) == len(back)
+
+
+def test_extraction_refuses_non_finite_weights():
+    """NaN weights used to be extracted into a report with fidelity ~1e185 and rc 0."""
+    from eaglelab.models import LinearTransformer
+
+    model = LinearTransformer(ModelConfig(regime="unconstrained"), [4, 5], dtype=torch.float64)
+    with torch.no_grad():
+        model.theta[1, 7] = float("nan")
+    with pytest.raises(ValueError, match=r"seed\(s\) \[5\] are not finite"):
+        extract(model, TASK, val_size=16)

@@ -128,6 +128,63 @@ def test_extending_a_finished_run_unfinishes_it_until_the_new_end(tmp_path, monk
     assert not run.finished and run.config.train.steps == 6
 
 
+def test_two_runs_started_together_on_one_folder_never_mix(tmp_path, monkeypatch):
+    """The emptiness check and the config write happen under the folder's lock: a second
+    start that passed its checks while the first was writing gets an error and writes
+    nothing (it used to overwrite the first run's config.json)."""
+    import eaglelab.train.cli as train_cli
+
+    out = tmp_path / "run"
+    real = train_cli.resolve_config
+
+    def competitor_starts_meanwhile(*args, **kwargs):
+        config = real(*args, **kwargs)
+        train_cli.train(real("estimation", 1, 2, SMALL), out)      # the other process
+        return config
+
+    monkeypatch.setattr(train_cli, "resolve_config", competitor_starts_meanwhile)
+    with pytest.raises(ValueError, match="already exists"):
+        cli_train("unconstrained", 1, 2, out, overrides=SMALL, quiet=True)
+    monkeypatch.undo()
+    run = load_run(out)
+    assert run.config.regime == "estimation" and run.finished
+
+
+def test_a_damaged_checkpoint_or_metrics_file_is_refused_on_resume(tmp_path):
+    """A flipped data byte (checksum), non-finite weights (even with a valid checksum) and
+    a metrics file shorter than the checkpoint expects each stop a resume with an error
+    naming the file; none is resumed into a NaN model."""
+    from eaglelab.train.checkpoint import CHECKPOINT, atomic_save, load_tensors
+
+    def cut_run(name):
+        out = cli_train("unconstrained", 1, 10, tmp_path / name, overrides=SMALL, quiet=True)
+        (out / "model.safetensors").unlink()
+        return out, cli_train(None, None, 20, out, resume=True, quiet=True) and out
+
+    out, _ = cut_run("flip")
+    raw = bytearray((out / CHECKPOINT).read_bytes())
+    raw[-5] ^= 0xFF                                   # a byte of the last tensor's data
+    (out / CHECKPOINT).write_bytes(bytes(raw))
+    (out / "model.safetensors").unlink()
+    with pytest.raises(ValueError, match="fails its checksum"):
+        cli_train(None, None, 30, out, resume=True, quiet=True)
+
+    out, _ = cut_run("nan")
+    tensors, meta = load_tensors(out / CHECKPOINT)
+    tensors["theta"][0, 3] = float("nan")
+    atomic_save(out / CHECKPOINT, tensors, {k: v for k, v in meta.items() if k != "sha256"})
+    (out / "model.safetensors").unlink()
+    with pytest.raises(ValueError, match="not finite"):
+        cli_train(None, None, 30, out, resume=True, quiet=True)
+
+    out, _ = cut_run("short")
+    (out / "metrics.jsonl").write_bytes((out / "metrics.jsonl").read_bytes()[:100])
+    (out / "model.safetensors").unlink()
+    with pytest.raises(ValueError, match="metrics were truncated"):
+        cli_train(None, None, 30, out, resume=True, quiet=True)
+    assert (out / "metrics.jsonl").stat().st_size == 100        # not padded with NUL bytes
+
+
 def test_a_run_folder_is_trained_by_one_process_at_a_time(tmp_path):
     from eaglelab.train.checkpoint import run_lock
 

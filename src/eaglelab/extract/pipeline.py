@@ -260,6 +260,11 @@ def _check_inputs(model, task, seed: int) -> None:
         raise ValueError(f"seed={seed}: the test batch (and its calibration batch seed + 1) "
                          f"must not be the validation batch {VALIDATION_SEED}")
     c = model.config
+    finite = torch.isfinite(model.theta.detach()).flatten(1).all(dim=1)
+    if not bool(finite.all()):
+        bad = [int(model.seeds[k]) for k in torch.nonzero(~finite).flatten().tolist()]
+        raise ValueError(f"the weights of seed(s) {bad} are not finite: nothing to extract "
+                         "(the run diverged or its file is damaged)")
     if (c.n, c.d, c.n_prime, c.d_prime) != (task.n, task.d, task.n_prime, task.d_prime):
         raise ValueError(f"model sizes (n, d, n', d') = {(c.n, c.d, c.n_prime, c.d_prime)} do not "
                          f"match the task's {(task.n, task.d, task.n_prime, task.d_prime)}")

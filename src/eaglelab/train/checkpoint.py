@@ -18,10 +18,14 @@ truncates the file there, so lines written after the checkpoint are replaced by 
 lines recomputed).  Files are written to a temporary name, fsynced and os.replace'd, so a
 kill at any moment leaves either the old or the new checkpoint.  One process at a time
 trains a run folder (`run_lock`): a second one would interleave checkpoints and metrics.
+Every file records a sha256 of its tensors (`tensors_digest`), checked on load, and a
+checkpoint with non-finite weights or a metrics.jsonl shorter than it expects is refused
+on resume.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -34,7 +38,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-__all__ = ["CHECKPOINT", "MODEL", "atomic_save", "load_tensors", "environment",
+__all__ = ["CHECKPOINT", "MODEL", "atomic_save", "load_tensors", "environment", "tensors_digest",
            "run_lock", "write_text_atomic"]
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -88,7 +92,8 @@ def atomic_save(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     clean = {k: v.detach().contiguous().clone() for k, v in tensors.items()}
-    save_file(clean, str(tmp), metadata={"format": FORMAT, **metadata})
+    save_file(clean, str(tmp), metadata={"format": FORMAT, **metadata,
+                                         "sha256": tensors_digest(clean)})
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
@@ -118,7 +123,22 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not an eaglelab checkpoint (format "
                          f"{meta.get('format')!r}, expected {FORMAT!r})")
+    if "sha256" in meta and meta["sha256"] != tensors_digest(tensors):
+        raise ValueError(f"{path} fails its checksum: its tensors changed after it was "
+                         "written (a damaged file or an edit) - restore it or retrain")
     return tensors, meta
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes (in name order): what a
+    file written by `atomic_save` records and `load_tensors` checks (files written before
+    the checksum existed have none and load unchecked)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous().cpu()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def environment() -> dict:

@@ -113,13 +113,23 @@ def train(config: RunConfig, run_dir: str | Path, *, quiet: bool = True):
     (`LoadedRun`: model, config, metrics).  The library form of `eaglelab train`."""
     from eaglelab.train.runs import load_run
 
-    out = Path(run_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"run folder {out} already exists; use resume() to continue it")
+    return load_run(_start(Path(run_dir), config, quiet, "use resume() to continue it"))
+
+
+def _start(out: Path, config: RunConfig, quiet: bool, hint: str) -> Path:
+    """Create the run folder `out`, write its config and train.  The folder must be new or
+    empty; that is checked while holding its lock, so of two processes started together on
+    one folder exactly one writes its config and trains, and the other gets a ValueError
+    before writing anything."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"run folder {out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "environment.json", json.dumps(environment(), indent=2))
-    write_text_atomic(out / CONFIG, config.to_json())
-    return load_run(train_run(out, quiet=quiet))
+    with run_lock(out):
+        if any(p.name != ".lock" for p in out.iterdir()):
+            raise ValueError(f"run folder {out} already exists; {hint}")
+        write_text_atomic(out / "environment.json", json.dumps(environment(), indent=2))
+        write_text_atomic(out / CONFIG, config.to_json())
+        return _train(out, quiet)
 
 
 def resume(run_dir: str | Path, *, steps: int | None = None, quiet: bool = True):
@@ -180,11 +190,5 @@ def cli_train(regime: str | None, seeds: int | None, steps: int | None, out: str
         return train_run(out, quiet=quiet, steps=steps)
     if regime is None:
         raise ValueError("--regime is required to start a run (or pass --resume RUN_DIR)")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"run folder {out} already exists; pass --resume to continue it or "
-                         f"choose another --out")
     config = resolve_config(regime, 1 if seeds is None else seeds, steps, overrides)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "environment.json", json.dumps(environment(), indent=2))
-    write_text_atomic(out / CONFIG, config.to_json())
-    return train_run(out, quiet=quiet)
+    return _start(out, config, quiet, "pass --resume to continue it or choose another --out")

@@ -237,6 +237,19 @@ class Trainer:
 
     def load_checkpoint(self) -> None:
         tensors, meta = load_tensors(self.run_dir / CHECKPOINT)
+        if not bool(torch.isfinite(tensors["theta"]).all()):
+            bad = [k for k in range(tensors["theta"].shape[0])
+                   if not bool(torch.isfinite(tensors["theta"][k]).all())]
+            raise ValueError(f"{self.run_dir / CHECKPOINT}: the weights of seed position(s) "
+                             f"{bad} are not finite at step {meta.get('step')}; the run "
+                             "diverged or the file was damaged - retrain (a resumed run "
+                             "could only produce a NaN model)")
+        offset = int(meta["metrics_offset"])
+        have = self.metrics_path.stat().st_size if self.metrics_path.exists() else 0
+        if have < offset:
+            raise ValueError(f"{self.metrics_path} holds {have} bytes but the checkpoint was "
+                             f"written after {offset}: the metrics were truncated or replaced "
+                             "- restore them or retrain")
         heads = int(meta["heads"])
         if heads != self.model.config.heads:
             self._set_model(LinearTransformer(self.model.config.with_heads(heads),
@@ -254,7 +267,6 @@ class Trainer:
         self.interval = list(tensors["interval_losses"]) if "interval_losses" in tensors else []
         self.stream.set_state([tensors[f"rng_{k}"] for k in range(len(self.config.seeds))])
         self.step = int(meta["step"])
-        offset = int(meta["metrics_offset"])
         if self.metrics_path.exists():
             with open(self.metrics_path, "r+b") as fh:
                 fh.truncate(offset)
