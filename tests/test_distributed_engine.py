@@ -300,3 +300,52 @@ def test_torchrun(tmp_path):
     assert out.returncode == 0, out.stderr
     record = json.loads(out.stdout[out.stdout.index("{"):])
     assert record["converged"] and record["comm"]["floats_per_round_per_rank"] == 64
+
+
+def _processes_with_env(marker: str) -> list[int]:
+    """pids of the live processes whose environment holds `marker` (our launcher's TMPDIR:
+    the launcher, its forkserver, resource tracker and workers all inherit it)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if marker.encode() in (proc / "environ").read_bytes() and not _gone(int(proc.name)):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_stopped_launcher_leaves_no_processes_or_files(tmp_path, sig):
+    """`timeout` and job schedulers send SIGTERM; SIGKILL cannot be handled at all.  Either
+    way the workers, the forkserver and the shard copies must go (they used to compute on
+    until max_iter, with the shards left in /tmp)."""
+    import subprocess
+    import sys
+
+    if not Path("/proc/self/environ").exists():
+        pytest.skip("needs /proc")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    script = ("from eaglelab.distributed import solve_distributed\n"
+              "from eaglelab.tasks import conditioned_problem\n"
+              "p = conditioned_problem(1200, 1200, kappa=1e12, seed=0)\n"
+              "solve_distributed(p.A, p.B, p.C, workers=3, tol=1e-300, max_iter=10**6)\n")
+    env = dict(os.environ, TMPDIR=str(tmp), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 90
+    while len(list(tmp.glob("eaglelab-run-*/rank-*.ready"))) < 3:
+        assert proc.poll() is None and time.time() < deadline, "the workers never started"
+        time.sleep(0.1)
+    assert len(_processes_with_env(str(tmp))) >= 4            # launcher, forkserver, 3 ranks
+    proc.send_signal(sig)
+    proc.wait(timeout=30)
+    deadline = time.time() + 15
+    while (_processes_with_env(str(tmp)) or any(tmp.iterdir())) and time.time() < deadline:
+        time.sleep(0.1)
+    assert _processes_with_env(str(tmp)) == []
+    assert list(tmp.iterdir()) == []

@@ -7,8 +7,10 @@ once, then every worker is a cheap fork of it (no per-rank import of torch after
 launch); "spawn" is available too.
 The workers meet through a file:// rendezvous in a private temporary folder, talk gloo over
 loopback (GLOO_SOCKET_IFNAME=lo unless set), and use one thread each (torch and BLAS).
-Each worker dies with its parent (PR_SET_PDEATHSIG on Linux) and the launcher kills any
-worker still alive when it returns or raises, so no run leaves orphans.
+The launcher kills any worker still alive when it returns or raises, and SIGTERM / SIGHUP
+make it raise (`terminate_raises`), so `timeout` or a job scheduler stopping it runs that
+cleanup; a launcher killed outright (SIGKILL) is noticed by its workers, which remove its
+temporary folders and exit (`_watch_launcher`).  No run leaves processes or files behind.
 
 When a worker fails, the launcher gives the others `timeout` (+ a short grace) to exit on
 their own - a surviving rank raises `CommunicationError` naming the lost rank well within
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import multiprocessing.connection
+import multiprocessing.util
 import os
 import pickle
 import shutil
@@ -32,9 +35,11 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +58,7 @@ __all__ = ["DistributedError", "LocalGroup", "RankOutcome", "exit_code", "launch
 
 EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_COMM = 0, 1, 2, 3
 GRACE = 5.0
+ORPHAN_POLL = 0.2      # seconds between a worker's checks that its launcher lives
 _START_METHODS = ("forkserver", "spawn")
 
 
@@ -128,9 +134,44 @@ def _classify(exc: BaseException) -> tuple[str, int]:
     return "error", EXIT_ERROR
 
 
+def process_token(pid: int) -> str | None:
+    """A token that identifies the living process `pid` (its start time on Linux, so a
+    reused pid does not pass for it), or None when no such process lives."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:                       # no /proc: liveness only
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return "alive"
+    fields = stat.rsplit(")", 1)[-1].split()
+    return None if fields[0] in ("Z", "X") else fields[19]      # field 22: starttime
+
+
+def _watch_launcher(pid: int, token: str, cleanup: Sequence[str]) -> None:
+    """Run in every worker: when the launching process is gone (killed, even by SIGKILL,
+    which it cannot handle), remove its temporary folders and exit at once.  The worker's
+    own parent is the forkserver, so PR_SET_PDEATHSIG alone does not see the launcher die;
+    once the workers are gone, the forkserver and resource tracker exit by themselves."""
+    while True:
+        time.sleep(ORPHAN_POLL)
+        if process_token(pid) != token:
+            for path in cleanup:
+                shutil.rmtree(path, ignore_errors=True)
+            os._exit(EXIT_ERROR)
+
+
 def _worker_entry(target: Callable[..., Any], rank: int, world: int, run_dir: str,
-                  timeout: float, env: dict[str, str], args: tuple, kwargs: dict) -> None:
+                  timeout: float, env: dict[str, str], args: tuple, kwargs: dict,
+                  launcher: tuple[int, str], cleanup: Sequence[str]) -> None:
     _die_with_parent()
+    threading.Thread(target=_watch_launcher, args=(*launcher, tuple(cleanup)), daemon=True,
+                     name="eaglelab-launcher-watch").start()
     os.environ.update(env)
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     one_thread()
@@ -189,13 +230,16 @@ class LocalGroup:
 
     Use `launch_local` unless you need the processes while they run (pids, wait_ready,
     e.g. to test a kill).  As a context manager it kills leftovers and removes its folder.
+    Every worker exits within ORPHAN_POLL seconds of the launching process's death, first
+    removing the group's folder and the `cleanup` paths (what the launcher could not).
     rendezvous: "file" (file:// store in the run folder) or "env" (env:// with
     MASTER_ADDR=127.0.0.1 and a free MASTER_PORT, exactly as under torchrun).
     """
 
     def __init__(self, target: Callable[..., Any], workers: int, args: Sequence[Any] = (),
                  kwargs: dict[str, Any] | None = None, *, timeout: float = 60.0,
-                 start_method: str = "forkserver", rendezvous: str = "file") -> None:
+                 start_method: str = "forkserver", rendezvous: str = "file",
+                 cleanup: Sequence[str | Path] = ()) -> None:
         self.workers = check_int("workers", workers)
         self.timeout = float(timeout)
         if not (np.isfinite(self.timeout) and self.timeout > 0):
@@ -204,6 +248,9 @@ class LocalGroup:
             raise ValueError(f"rendezvous={rendezvous!r}; use 'file' or 'env'")
         ctx = _context(start_method)
         self.run_dir = Path(tempfile.mkdtemp(prefix="eaglelab-run-"))
+        launcher = (os.getpid(), process_token(os.getpid()) or "alive")
+        # multiprocessing's own folder of this process (the forkserver's socket) too
+        orphan_cleanup = [str(self.run_dir), *map(str, cleanup), mp.util.get_temp_dir()]
         port = _free_port() if rendezvous == "env" else None
         self.procs = []
         for r in range(self.workers):
@@ -213,7 +260,7 @@ class LocalGroup:
             self.procs.append(ctx.Process(
                 target=_worker_entry, name=f"eaglelab-rank-{r}", daemon=True,
                 args=(target, r, self.workers, str(self.run_dir), self.timeout, env,
-                      tuple(args), dict(kwargs or {}))))
+                      tuple(args), dict(kwargs or {}), launcher, orphan_cleanup)))
         try:
             for p in self.procs:
                 p.start()
@@ -329,16 +376,42 @@ def _failure(outcomes: list[RankOutcome]) -> Exception:
     return DistributedError(head + ":\n  " + "\n  ".join(o.describe() for o in outcomes), outcomes)
 
 
+@contextmanager
+def terminate_raises():
+    """While active (in the main thread), SIGTERM and SIGHUP - what `timeout`, job
+    schedulers and a closed terminal send - raise SystemExit(128 + signal) instead of ending
+    the process on the spot, so the launcher's cleanup (killing its workers, removing its
+    temporary folders) runs.  Outside the main thread a no-op; nested, the inner one
+    restores the outer one's handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_exit(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        previous[sig] = signal.signal(sig, raise_exit)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def launch_local(target: Callable[..., Any], workers: int, args: Sequence[Any] = (),
                  kwargs: dict[str, Any] | None = None, *, timeout: float = 60.0,
-                 start_method: str = "forkserver", rendezvous: str = "file") -> list[Any]:
+                 start_method: str = "forkserver", rendezvous: str = "file",
+                 cleanup: Sequence[str | Path] = ()) -> list[Any]:
     """Run target(comm, *args, **kwargs) on `workers` local processes; return the values in
     rank order.  target must be importable (a module-level function) and its value
     picklable.  Raises DistributedError when a rank fails (after the others exited or
     were killed, never later than timeout + a few seconds after the first failure), or the
     ShardError / ValueError every rank raised before the first round."""
-    with LocalGroup(target, workers, args, kwargs, timeout=timeout, start_method=start_method,
-                    rendezvous=rendezvous) as group:
+    with terminate_raises(), LocalGroup(target, workers, args, kwargs, timeout=timeout,
+                                        start_method=start_method, rendezvous=rendezvous,
+                                        cleanup=cleanup) as group:
         return group.wait()
 
 
@@ -376,11 +449,11 @@ def solve_distributed(A, B, C, *, workers: int, method: str = "eagle", partition
     kwargs = {"method": method, "tol": tol, "max_iter": max_iter, "gamma": gamma}
     if method == "eagle":
         kwargs.update(eta=eta, freeze_tol=freeze_tol)
-    with tempfile.TemporaryDirectory(prefix="eaglelab-shards-") as tmp:
+    with terminate_raises(), tempfile.TemporaryDirectory(prefix="eaglelab-shards-") as tmp:
         write_shards(tmp, prep.A, prep.B, prep.C, partition=blocks, reference=reference,
                      report=False)
         results = launch_local(solve_shards, workers, (tmp,), kwargs, timeout=timeout,
-                               start_method=start_method)
+                               start_method=start_method, cleanup=[tmp])
     res: SolveResult = results[0]
     res.D = wrap_like(res.D, prep)
     res.info["wall_seconds"] = timer()
