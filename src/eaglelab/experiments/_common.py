@@ -107,6 +107,11 @@ def median_curve(curves: Sequence[Sequence[float]]) -> list[float]:
     return np.median(M, axis=0).tolist()
 
 
+# appended to the text of a claim whose rule was set (or changed) after the data it decides
+# had been seen, as the science standards require (docs/reproduction.md, "Verdict rules")
+AFTER_DATA = " [rule set after seeing data: docs/reproduction.md, Verdict rules]"
+
+
 def claim(text: str, paper: Any, ours: Any, ok: bool, why_ok: str, why_not: str) -> Claim:
     return Claim(text, paper, ours, "agrees" if ok else "differs", why_ok if ok else why_not)
 

@@ -20,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from eaglelab.experiments._common import AFTER_DATA
 from eaglelab.experiments.base import Context
 
 __all__ = ["TrainedConfig", "QUICK_TRAINING", "REGIMES", "trained_run", "runs_folder",
            "write_cache_index",
-           "seed_blocks", "unfaithful_reason", "criterion_text", "mse_claim", "protocol",
+           "seed_blocks", "unfaithful_reason", "criterion_text", "mse_claims", "protocol",
            "FIDELITY_CLAIM", "FIDELITY_PAPER", "fidelity_claim", "if_learned"]
 
 REGIMES = ("unconstrained", "compute-limited", "distributed")
@@ -60,7 +61,7 @@ FIDELITY_CLAIM = ("the extracted algorithm's fidelity is at most the paper's 6e-
                   "the model's test MSE at every layer (mean over seeds, over the test tasks "
                   "with an input norm in the calibrated range - ours; every task: a claim of "
                   "its own; decided only for a model that learned: test MSE at most half that "
-                  "of predicting zero and at most 1e-2)")
+                  "of predicting zero and at most 1e-2)" + AFTER_DATA)
 FIDELITY_PAPER = "<= 6e-4 vs MSE ~1e-3 (Table 1, 10 seeds, 20k steps)"
 
 
@@ -74,19 +75,33 @@ def protocol(cfg: TrainedConfig, steps: int) -> dict:
             **norm}
 
 
-def mse_claim(regime: str, summary: dict, steps: int):
-    """The model's test MSE against the paper's ~1e-3 (within a factor 2, rule fixed
-    before the runs), with the median over tasks and the all-task mean beside."""
+def mse_claims(regime: str, summary: dict, steps: int) -> list:
+    """The model's test MSE against the paper's ~1e-3 (within a factor 2, a window set after
+    the old report's 2.2e-3 was known): over every test task (the paper's metric), and -
+    a criterion of ours, added - over the tasks with an input norm in the calibrated range,
+    with the median over tasks beside."""
     from eaglelab.experiments import _common as cm
 
-    mse = summary["mse"]
-    return cm.claim(
-        f"{regime}: the trained model's test MSE (mean over the tasks with an input norm in "
-        "range) is about the paper's", "~1e-3 (Table 1, 20k steps)",
-        f"{mse:.2e} after {steps} steps (median over tasks {summary['mse_median']:.2e}; mean "
-        f"over all tasks {summary['mse_all_tasks']:.2e}; predicting zero "
-        f"{summary['zero_mse']:.2e})", 5e-4 <= mse <= 2e-3, "within a factor 2 of 1e-3",
-        "outside a factor 2 of the paper's 1e-3")
+    def within(mse: float) -> bool:
+        return 5e-4 <= mse <= 2e-3
+
+    every, inside = summary["mse_all_tasks"], summary["mse"]
+    return [
+        cm.claim(f"{regime}: the trained model's test MSE (mean over every test task, the "
+                 "paper's metric) is about the paper's" + cm.AFTER_DATA,
+                 "~1e-3 (Table 1, 20k steps)",
+                 f"{every:.2e} after {steps} steps (predicting zero "
+                 f"{summary['zero_mse_all_tasks']:.2e})", within(every),
+                 "within a factor 2 of 1e-3", "outside a factor 2 of the paper's 1e-3"
+                 + (f" (over the tasks in range: {inside:.2e}; the mean is set by the tasks "
+                    "outside it)" if within(inside) else "")),
+        cm.claim(f"{regime}: the trained model's test MSE over the tasks with an input norm in "
+                 "the calibrated range (ours, added) is about the paper's" + cm.AFTER_DATA,
+                 "~1e-3 (Table 1, 20k steps)",
+                 f"{inside:.2e} after {steps} steps (median over tasks "
+                 f"{summary['mse_median']:.2e}; predicting zero {summary['zero_mse']:.2e})",
+                 within(inside), "within a factor 2 of 1e-3",
+                 "outside a factor 2 of the paper's 1e-3")]
 
 
 def runs_folder(ctx: Context) -> Path:

@@ -101,7 +101,7 @@ def run(cfg: Config, ctx: Context) -> ExperimentResult:
                                                   "has not converged")))
         claims.append(cm.claim(
             f"{r}: the condition number of A_l falls through the layers (by at least "
-            f"{KAPPA_FALL:g}x)", "falls (Fig 3)",
+            f"{KAPPA_FALL:g}x)" + cm.AFTER_DATA, "falls (Fig 3)",
             f"{kap[0]:.3g} -> {kap[-1]:.3g} ({kap[0] / kap[-1]:.2g}x)",
             kap[0] >= KAPPA_FALL * kap[-1], "the layers precondition A as EAGLE does",
             "A_l is conditioned by less than the stated factor"))

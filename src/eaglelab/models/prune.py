@@ -74,7 +74,7 @@ def prune_heads(model, Z0: torch.Tensor, D: torch.Tensor, keep: int = 1) -> Prun
                     continue
                 losses = _losses_without(small.seed_slice(k), Z0, D,
                                          [(l, int(where[k, l, h])) for l, h in cands])
-                j = int(torch.argmin(losses))
+                j = int(torch.argmin(torch.nan_to_num(losses, nan=float("inf"))))
                 l, h = cands[j]
                 mask[k, l, h] = 0
                 history[k].append({"layer": l, "head": h, "loss": float(losses[j])})

@@ -31,7 +31,9 @@ low-rank A.  `diverse_problem` builds A block by block from its ranges:
   as block nu's), as when the blocks are column samples of one ill-conditioned matrix; this
   leaves GD's operator (1/M) sum rho_mu A^mu A^mu^T as ill-conditioned as the blocks, for
   every M (shuffling the profile per block would let averaging improve GD as M grows).
-  Needs n_mu >= k * cells.
+  Within each cell every block's k singular directions are turned by a Haar rotation of its
+  own, so no two blocks share singular vectors (at alpha = 1 they would otherwise be copies of
+  one matrix, and distributed EAGLE would be dense EAGLE).  Needs n_mu >= k * cells.
 * Noiseless completion: B = W A, C = A G, D* = W A G = B A^+ C, with W (d' x d) and
   G (n x n') Gaussian scaled by 1/sqrt(d), 1/sqrt(n) (as in eaglelab.tasks.conditioned).
 
@@ -103,7 +105,11 @@ def diverse_problem(n: int = 1000, d: int = 1000, workers: int = 3, *, alpha: fl
             np.array([np.cos(2 * np.pi * mu / M), np.sin(2 * np.pi * mu / M)])
         normal = np.concatenate([[a], b * f])
         basis = np.linalg.svd(normal[None, :])[2][1:].T          # q x k, orthogonal to normal
-        U = np.einsum("dcq,qk->dck", Q, basis).reshape(d, cells * k)
+        # a rotation of the block's own within each cell's k-plane: the ranges (so alpha)
+        # and the profile per cell stay, but no two blocks share their singular vectors -
+        # at alpha = 1 the blocks would otherwise be one matrix and distributed EAGLE dense
+        R = np.stack([haar(rng, k, k) for _ in range(cells)])    # cells x k x k
+        U = np.einsum("dcq,qk,ckj->dcj", Q, basis, R).reshape(d, cells * k)
         V = haar(rng, J.size, k * cells)
         A[:, J] = (U * profile) @ V.T
     W = rng.standard_normal((d_prime, d)) / np.sqrt(d)
