@@ -27,3 +27,4 @@ def test_demo_runs_end_to_end_and_records_its_verdict(tmp_path):
     e = rec["solver_comparison"]["eagle"]
     assert e["converged"] and e["relative_error"] < 1e-10
     assert (out / "extraction" / "REPORT-unconstrained.md").exists()
+

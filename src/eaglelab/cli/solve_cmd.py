@@ -63,6 +63,10 @@ def solve(
         fail(f"--engine {engine!r} is not known; use process or simulate")
     methods = method or ["eagle"]
     _check_options_apply(methods, sketch=sketch, r=r, freeze_tol=freeze_tol)
+    if workers < 1:
+        fail(f"--workers must be at least 1, got {workers}")
+    if "sgd" in methods and r is None:
+        fail("-m sgd needs -r, the number of columns it samples per iteration")
     try:
         problem = _problem(path, n, d, n_prime, d_prime, kappa, rank, seed)
         rows = []
@@ -119,7 +123,8 @@ def _summary(res, problem) -> dict:
     err = float(np.linalg.norm(D - ref))
     out = res.summary()
     out["relative_error"] = err / ref_norm if ref_norm > 0 else err
-    out["residual"] = err**2 / float(np.linalg.norm(problem.B)) ** 2
+    b_norm = float(np.linalg.norm(problem.B))
+    out["residual"] = err**2 / b_norm**2 if b_norm > 0 else err**2     # B = 0: absolute
     if "comm" in res.info:  # measured per-rank communication of the multi-process engine
         out["communication"] = res.info["comm"]
     return out

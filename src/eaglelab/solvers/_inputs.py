@@ -48,6 +48,9 @@ def _convert(name: str, M: Any, dtype: np.dtype | None, keep_sparse: bool):
         kind = "torch"
     elif sp.issparse(M):
         kind = "sparse"
+        if M.dtype.kind not in "fiub":
+            raise ValueError(f"{name} has dtype {M.dtype}; pass a real floating-point matrix "
+                             "(the solvers are real-valued)")
         arr = M.tocsr() if keep_sparse else M.toarray()
     else:
         arr = np.asarray(M)

@@ -189,6 +189,15 @@ def matrix_task(
     return BlockProblem(A=A, B=B, C=C, D=D, meta=meta)
 
 
+def _real_matrix(path: Path, M):
+    """M unchanged if real; ValueError for a complex matrix (a cast would drop its imaginary
+    part silently)."""
+    if np.iscomplexobj(M.data if sp.issparse(M) else M):
+        raise ValueError(f"path {path}: the matrix is complex ({M.dtype}); the solvers are "
+                         "real-valued")
+    return M
+
+
 def load_matrix(path: str | os.PathLike) -> np.ndarray | sp.csr_array:
     """Read a matrix from disk.
 
@@ -216,16 +225,17 @@ def load_matrix(path: str | os.PathLike) -> np.ndarray | sp.csr_array:
             import scipy.io
 
             M = scipy.io.mmread(str(path))
-        return sp.csr_array(M) if sp.issparse(M) else np.asarray(M)
+        M = sp.csr_array(M) if sp.issparse(M) else np.asarray(M)
+        return _real_matrix(path, M)
     if name.endswith(".npy"):
-        return np.load(path, allow_pickle=False)
+        return _real_matrix(path, np.load(path, allow_pickle=False))
     if name.endswith(".npz"):
         with np.load(path, allow_pickle=False) as f:
             keys = set(f.files)
             if "M" in keys:
-                return np.array(f["M"])
+                return _real_matrix(path, np.array(f["M"]))
         if {"data", "shape", "format"} <= keys:
-            return sp.csr_array(sp.load_npz(path))
+            return _real_matrix(path, sp.csr_array(sp.load_npz(path)))
         if {"A", "B", "C"} <= keys:
             raise ValueError(f"path {path} holds blocks A, B, C; read it with load_problem")
         raise ValueError(
@@ -233,6 +243,15 @@ def load_matrix(path: str | os.PathLike) -> np.ndarray | sp.csr_array:
             f"found {sorted(keys)}"
         )
     raise ValueError(f"path {path}: unsupported suffix; use .mtx, .mtx.gz, .npy or .npz")
+
+
+def _real(path: Path, name: str, a: np.ndarray) -> np.ndarray:
+    """Block `name` of the archive as float64; ValueError for a complex or non-numeric one
+    (a cast would silently drop the imaginary part)."""
+    if np.iscomplexobj(a) or a.dtype.kind not in "fiub":
+        raise ValueError(f"path {path}: block {name} has dtype {a.dtype}; the solvers are "
+                         "real-valued (split a complex problem into real and imaginary parts)")
+    return np.asarray(a, dtype=np.float64)
 
 
 def load_problem(path: str | os.PathLike, **matrix_task_kwargs: Any) -> BlockProblem:
@@ -258,11 +277,8 @@ def load_problem(path: str | os.PathLike, **matrix_task_kwargs: Any) -> BlockPro
             if {"A", "B", "C"} <= set(f.files):
                 if matrix_task_kwargs:
                     raise ValueError("matrix_task_kwargs do not apply to a block archive")
-                blocks = {
-                    k: np.asarray(f[k], dtype=np.float64)
-                    for k in ("A", "B", "C", "D")
-                    if k in f.files
-                }
+                blocks = {k: _real(path, k, f[k]) for k in ("A", "B", "C", "D")
+                          if k in f.files}
                 _check_blocks(path, blocks)
                 return BlockProblem(**blocks, meta={"generator": "file", "path": str(path)})
     problem = matrix_task(load_matrix(path), **matrix_task_kwargs)

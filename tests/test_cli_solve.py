@@ -1,0 +1,44 @@
+"""`eaglelab solve` under hostile input: errors that name the problem, never a traceback
+or a silently different solve."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from eaglelab.cli import app
+
+
+def test_solve_command_refuses_what_it_cannot_do_honestly(tmp_path):
+    """Hostile input to `eaglelab solve` gets an error naming the problem, never a
+    traceback or a silently different solve (issue 17: items 7 and 8)."""
+    rng = np.random.default_rng(0)
+    A, C = rng.standard_normal((30, 40)), rng.standard_normal((30, 2))
+    np.savez(tmp_path / "complex.npz", A=A + 1j * A, B=rng.standard_normal((2, 40)), C=C)
+    np.savez(tmp_path / "b0.npz", A=A, B=np.zeros((2, 40)), C=C)
+    runner = CliRunner()
+    cases = [([str(tmp_path / "complex.npz")], "real-valued"),
+             (["-m", "sgd"], "-m sgd needs -r"),
+             (["--workers", "0"], "--workers must be at least 1"),
+             (["--workers", "-2"], "--workers must be at least 1")]
+    for args, message in cases:
+        res = runner.invoke(app, ["solve", *args])
+        assert res.exit_code == 2 and message in " ".join(res.output.split()), (args, res.output)
+        assert res.exception is None or isinstance(res.exception, SystemExit), args
+    res = runner.invoke(app, ["solve", str(tmp_path / "b0.npz"), "--json"])   # D* = 0
+    assert res.exit_code == 0, res.output
+    rec = json.loads(res.output)
+    assert rec["converged"] and rec["relative_error"] == 0.0 and rec["residual"] == 0.0
+
+
+def test_sparse_complex_input_is_refused_not_cast():
+    import scipy.sparse as sp
+
+    from eaglelab.solvers import eagle
+
+    A = sp.random(20, 30, density=0.3, random_state=1, format="csr") * (1 + 1j)
+    with pytest.raises(ValueError, match="A has dtype complex128"):
+        eagle(A, np.ones((2, 30)), np.ones((20, 2)))
