@@ -220,6 +220,10 @@ def test_theory_measured_within_bounds(out_dir):
              if row["alpha"] <= 0.3]
     slope = np.polyfit(np.log([1 / a for a, _ in small]), np.log([m for _, m in small]), 1)[0]
     assert 0.7 <= slope <= 1.3
+    # the bound's negative control: distributed GD is rejected by the rule EAGLE passes
+    control = [c for c in result("theory", out_dir)["claims"]
+               if c["claim"].startswith("Negative control: distributed GD")]
+    assert len(control) == 1 and control[0]["verdict"] == "agrees", control
 
 
 def test_report_has_every_claim_beside_the_paper(out_dir):
