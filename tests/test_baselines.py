@@ -334,3 +334,22 @@ def test_the_result_code_is_the_source_of_converged():
     with pytest.raises(ValueError):
         SolveResult(D=None, method="x", iterations=1, code="done", status="m",
                     history=History(), seconds=0.0)
+
+
+@pytest.mark.parametrize("scale", [2.0 ** -600, 2.0 ** 600])
+@pytest.mark.parametrize("method", ["eagle", "cg", "lsmr", "gd", "lstsq"])
+def test_convergence_means_the_same_at_every_scale(method, scale):
+    """B scaled by 2^-600 or 2^600 (exact in binary floating point): the same iterations,
+    status and relative error, and D scaled by the same power of two, bit for bit.  At such
+    scales the squared entries underflow or overflow: CG, LSMR and every stop rule used to
+    call an untouched iterate 'converged' with 100 % error (issue 17, item 1)."""
+    from eaglelab.solvers import solve
+    from eaglelab.tasks import conditioned_problem
+
+    p = conditioned_problem(60, 60, kappa=100, seed=0)
+    opts = {} if method == "lstsq" else {"max_iter": 400}
+    base = solve(p.A, p.B, p.C, method=method, reference=p.reference, **opts)
+    res = solve(p.A, p.B * scale, p.C, method=method, reference=p.reference * scale, **opts)
+    assert res.code == base.code and res.iterations == base.iterations
+    assert res.relative_error == base.relative_error
+    assert np.array_equal(res.D, base.D * scale)

@@ -155,3 +155,48 @@ def check_reference(reference: Any, dp: int, nq: int) -> np.ndarray | None:
     if not np.all(np.isfinite(ref)):
         raise ValueError("reference contains NaN or Inf entries; pass a finite D*")
     return ref
+
+
+@dataclass
+class Balanced:
+    """A problem scaled by powers of two (exact in binary floating point) so that every
+    block's largest entry lies in [0.5, 1): what `balance` returns.  D = B A^+ C is
+    bilinear in (B, C) and D(s A) = D(A) / s, so the answer scales back exactly."""
+
+    A: Any
+    B: Any
+    C: np.ndarray
+    d_exponent: int                        # D = D' * 2^d_exponent
+    w_exponent: int                        # W = W' * 2^w_exponent
+
+    def reference(self, ref: np.ndarray | None) -> np.ndarray | None:
+        return None if ref is None else np.ldexp(ref, -self.d_exponent)
+
+    def D(self, D: np.ndarray) -> np.ndarray:
+        return np.ldexp(D, self.d_exponent).astype(D.dtype, copy=False)
+
+    def W(self, W: np.ndarray | None) -> np.ndarray | None:
+        return None if W is None else np.ldexp(W, self.w_exponent).astype(W.dtype, copy=False)
+
+
+def _exponent(M: Any) -> int:
+    data = M.data if sp.issparse(M) else np.asarray(M)
+    m = float(np.max(np.abs(data))) if data.size else 0.0
+    return int(np.frexp(m)[1]) if m > 0 and np.isfinite(m) else 0
+
+
+def _scaled(M: Any, e: int):
+    if sp.issparse(M):
+        out = M.copy()
+        out.data = np.ldexp(out.data, -e).astype(M.dtype, copy=False)
+        return out
+    return np.ldexp(M, -e).astype(M.dtype, copy=False)
+
+
+def balance(prep: Prepared) -> Balanced:
+    """(A, B, C) of `prep` scaled by powers of two to unit magnitude, for solvers whose
+    options are all relative (CG, LSMR): their inner products then neither underflow nor
+    overflow at any input scale, so "converged" means the same at 1e-200 as at 1."""
+    eA, eB, eC = _exponent(prep.A), _exponent(prep.B), _exponent(prep.C)
+    return Balanced(_scaled(prep.A, eA), _scaled(prep.B, eB), _scaled(prep.C, eC),
+                    d_exponent=eB + eC - eA, w_exponent=eB - eA)

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from eaglelab.solvers._inputs import wrap_like
-from eaglelab.solvers._result import History, SolveResult, Status, StopRule, Timer
+from eaglelab.solvers._result import History, SolveResult, Status, StopRule, Timer, fro_norm
 
 THIN_COLUMNS = 4              # dense products with at most this many columns go column-wise
 CONVERGED_ISTOP = (0, 1, 2, 4, 5)   # scipy LSQR/LSMR istop values that mean solved
@@ -82,10 +82,10 @@ def final_history(D: np.ndarray, ref: np.ndarray | None, timer: Timer) -> Histor
     h = History()
     with np.errstate(over="ignore", invalid="ignore"):
         D64 = np.asarray(D, dtype=np.float64)
-        h.change.append(float(np.linalg.norm(D64)))
+        h.change.append(fro_norm(D64))
         if ref is not None:
-            ref_norm = float(np.linalg.norm(ref))
-            err = float(np.linalg.norm(D64 - ref))
+            ref_norm = fro_norm(ref)
+            err = fro_norm(D64 - ref)
             h.error.append(err / ref_norm if ref_norm > 0 else err)
     h.seconds.append(timer())
     return h

@@ -114,6 +114,17 @@ class Timer:
         return time.perf_counter() - self.start
 
 
+def fro_norm(M) -> float:
+    """||M||_F without underflow or overflow in the squares: scaled by max |m_ij| first
+    (np.linalg.norm squares the entries, so 1e-200 entries give 0 and 1e200 entries inf -
+    and a stop rule reading those would call an untouched iterate converged)."""
+    a = np.abs(np.asarray(M, dtype=np.float64))
+    m = float(a.max()) if a.size else 0.0
+    if m == 0.0 or not np.isfinite(m):
+        return m
+    return m * float(np.sqrt(np.sum(np.square(a / m))))
+
+
 class StopRule:
     """Shared stopping rule: stop when ||D_k - D_{k-1}||_F <= tol * max(||D_k||_F, tiny),
     or when max_iter is reached; flag divergence when D becomes non-finite or explodes.
@@ -127,7 +138,7 @@ class StopRule:
         self.tol = tol
         self.max_iter = max_iter
         self.reference = reference
-        self.ref_norm = float(np.linalg.norm(reference)) if reference is not None else None
+        self.ref_norm = fro_norm(reference) if reference is not None else None
         self.timer = timer
         self.history = History()
         self.converged = False
@@ -143,13 +154,13 @@ class StopRule:
         self.failure = message
 
     def record(self, D_new: np.ndarray, D_old: np.ndarray) -> bool:
-        change = float(np.linalg.norm(D_new - D_old))
-        norm = float(np.linalg.norm(D_new))
+        change = fro_norm(D_new - D_old)
+        norm = fro_norm(D_new)
         h = self.history
         h.change.append(change)
         h.seconds.append(self.timer())
         if self.reference is not None:
-            err = float(np.linalg.norm(D_new - self.reference))
+            err = fro_norm(D_new - self.reference)
             h.error.append(err / self.ref_norm if self.ref_norm > 0 else err)
         if not np.isfinite(change) or not np.isfinite(norm):
             self.diverged = True

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from eaglelab.solvers._inputs import (
+    balance,
     check_int,
     check_positive,
     check_reference,
@@ -83,12 +84,13 @@ def cg_normal(A: Any, B: Any, C: Any, *, tol: float = 1e-10, max_iter: int = 100
     max_iter = check_int("max_iter", max_iter)
     prep = prepare(A, B, C, dtype=dtype, keep_sparse=True)
     d, n, dp, nq = prep.shape
-    ref = check_reference(reference, dp, nq)
+    bal = balance(prep)                  # unit-scale blocks: exact, undone at the end
+    ref = bal.reference(check_reference(reference, dp, nq))
     dt = prep.dtype
-    A_ = prep.A
+    A_ = bal.A
     At = A_.T
-    Bt = np.ascontiguousarray(to_dense(prep.B).T)  # n x d'
-    C_ = prep.C
+    Bt = np.ascontiguousarray(to_dense(bal.B).T)  # n x d'
+    C_ = bal.C
 
     X = np.zeros((d, dp), dtype=dt)  # X = W^T
     R = matmat(A_, Bt).astype(dt, copy=False)  # residual of the normal equations at X = 0
@@ -119,9 +121,10 @@ def cg_normal(A: Any, B: Any, C: Any, *, tol: float = 1e-10, max_iter: int = 100
     if stop.diverged:  # keep the last finite iterate; the status says what happened
         D, W = D_old, None
     else:
-        W = wrap_like(np.ascontiguousarray(X.T), prep)
+        W = wrap_like(bal.W(np.ascontiguousarray(X.T)), prep)
+    stop.history.change[:] = [np.ldexp(c, bal.d_exponent) for c in stop.history.change]
     return SolveResult(
-        D=wrap_like(D, prep), W=W, method="cg", iterations=len(stop.history.change),
+        D=wrap_like(bal.D(D), prep), W=W, method="cg", iterations=len(stop.history.change),
         code=stop.code(), status=stop.status(),
         history=stop.history, seconds=timer(), floats_sent_per_worker=0,
         info={"products": products, "normal_residuals": np.sqrt(np.maximum(rr, 0)).tolist()})

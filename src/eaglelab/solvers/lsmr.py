@@ -31,6 +31,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from eaglelab.solvers._inputs import (
+    balance,
     check_int,
     check_positive,
     check_reference,
@@ -85,10 +86,11 @@ def lsmr(A: Any, B: Any, C: Any, *, tol: float = 1e-10, max_iter: int | None = N
     prep = prepare(A, B, C, dtype=dtype, keep_sparse=True)
     d, n, dp, nq = prep.shape
     ref = check_reference(reference, dp, nq)
+    bal = balance(prep)                  # unit-scale blocks: exact, undone below
     dt = prep.dtype
-    A64 = prep.A.astype(np.float64, copy=False)
+    A64 = bal.A.astype(np.float64, copy=False)
     At = A64.T.tocsr() if sp.issparse(A64) else A64.T
-    B64 = np.asarray(to_dense(prep.B), dtype=np.float64)
+    B64 = np.asarray(to_dense(bal.B), dtype=np.float64)
 
     W = np.empty((dp, d), dtype=np.float64)
     its: list[int] = []
@@ -99,8 +101,8 @@ def lsmr(A: Any, B: Any, C: Any, *, tol: float = 1e-10, max_iter: int | None = N
         W[j] = x
         stops.append(int(istop))
         its.append(int(itn))
-    D = (W @ prep.C.astype(np.float64, copy=False)).astype(dt)
-    W = W.astype(dt)
+    D = bal.D(W @ bal.C.astype(np.float64, copy=False)).astype(dt)
+    W = bal.W(W).astype(dt)
 
     limit = max_iter if max_iter is not None else min(n, d)
     code, status = row_solver_status("LSMR", D, stops, limit, tol, "increase max_iter")
