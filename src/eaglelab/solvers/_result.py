@@ -126,16 +126,21 @@ def fro_norm(M) -> float:
 
 
 class StopRule:
-    """Shared stopping rule: stop when ||D_k - D_{k-1}||_F <= tol * max(||D_k||_F, tiny),
-    or when max_iter is reached; flag divergence when D becomes non-finite or explodes.
+    """Shared stopping rule: stop when ||D_k - D_{k-1}||_F <= tol * max(||D_k||_F, tiny)
+    (on `patience` iterations in a row: 1 for deterministic methods, n/r for a sketch of r
+    of n columns), or when max_iter is reached; flag divergence when D becomes non-finite or explodes.
 
     The change is measured relative to ||D_k||_F so that tol means the same at every scale;
     `record` appends to the history and returns True when the iteration should stop.
     """
 
     def __init__(self, tol: float, max_iter: int, reference: np.ndarray | None, timer: Timer,
-                 divergence_factor: float = 1e8) -> None:
+                 divergence_factor: float = 1e8, patience: int = 1) -> None:
         self.tol = tol
+        # a randomised iteration (a sketch of r of n columns) can leave D unchanged for a
+        # step by chance: it converges only after `patience` small changes in a row
+        self.patience = max(int(patience), 1)
+        self._small = 0
         self.max_iter = max_iter
         self.reference = reference
         self.ref_norm = fro_norm(reference) if reference is not None else None
@@ -171,8 +176,12 @@ class StopRule:
             self.diverged = True
             return True
         if change <= self.tol * max(norm, np.finfo(np.float64).tiny):
-            self.converged = True
-            return True
+            self._small += 1
+            if self._small >= self.patience:
+                self.converged = True
+                return True
+        else:
+            self._small = 0
         return len(h.change) >= self.max_iter
 
     def code(self) -> Status:

@@ -99,7 +99,8 @@ def eagle(A, B, C, *, eta: float = 1 / 3, gamma: float = 1.0, tol: float = 1e-10
     A_, B_ = np.array(prep.A, dtype=dt, order="C"), np.array(prep.B, dtype=dt, order="C")
     C_ = np.array(prep.C, dtype=dt, order="C")
     D_ = np.zeros((dp, np_), dtype=dt)
-    stop = StopRule(tol, max_iter, ref, timer)
+    stop = StopRule(tol, max_iter, ref, timer,
+                    patience=1 if sketch is None else -(-n // r))   # ceil(n / r) for a sketch
     ws = DenseWorkspace(d, n, dt)
     rng = np.random.default_rng(seed)
     frozen_at = None

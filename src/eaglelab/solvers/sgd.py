@@ -100,8 +100,8 @@ def sgd_sketch(A: Any, B: Any, C: Any, *, r: int, tol: float = 1e-10, max_iter: 
 
     Wt = np.zeros((d, dp), dtype=dt)  # W^T
     D = np.zeros((dp, nq), dtype=dt)
-    stop = StopRule(tol, max_iter, ref, timer)
     full = r == n
+    stop = StopRule(tol, max_iter, ref, timer, patience=1 if full else -(-n // r))
     with np.errstate(over="ignore", invalid="ignore"):
         for _ in range(max_iter):
             if full:
