@@ -369,3 +369,18 @@ def test_a_sketch_that_leaves_d_unchanged_for_a_step_is_not_converged(method):
         res = solve(p.A, p.B, p.C, method=method, r=1, seed=seed, reference=p.reference,
                     max_iter=2000, tol=1e-8, **opts)
         assert not res.converged or res.relative_error < 1e-4, (seed, res.relative_error)
+
+
+def test_a_tolerance_below_the_working_precision_is_never_called_converged():
+    """float32 CG on a rank-deficient problem with tol = 1e-10 stopped 'converged' at a
+    relative error of 3.7: its iterate had only stopped moving at rounding level.  Below the
+    dtype's resolution the status is STAGNATED; above it, convergence is certified as before."""
+    from eaglelab.solvers import Status, solve
+    from eaglelab.tasks import conditioned_problem
+
+    p = conditioned_problem(60, 60, kappa=10, rank=30, seed=0)
+    res = solve(p.A, p.B, p.C, method="cg", dtype=np.float32, reference=p.reference)
+    assert res.code is Status.STAGNATED and not res.converged and "not certified" in res.status
+    ok = solve(p.A, p.B, p.C, method="eagle", dtype=np.float32, tol=1e-5,
+               reference=p.reference)
+    assert ok.converged and ok.relative_error < 1e-3

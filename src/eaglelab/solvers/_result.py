@@ -23,6 +23,9 @@ class Status(StrEnum):
     NONFINITE  a direct solve produced non-finite values (badly scaled input)
     BREAKDOWN  an inner solver stopped for a reason of its own (e.g. LSQR's istop 3 or 6:
                the matrix looks ill-conditioned beyond its limit)
+    STAGNATED  the iterate stopped changing at rounding level while tol lies below the
+               working precision's resolution, so the change test cannot certify it (e.g.
+               float32 with tol = 1e-10): the answer is not certified
     """
 
     CONVERGED = "converged"
@@ -30,6 +33,7 @@ class Status(StrEnum):
     DIVERGED = "diverged"
     NONFINITE = "nonfinite"
     BREAKDOWN = "breakdown"
+    STAGNATED = "stagnated"
 
 
 @dataclass
@@ -141,6 +145,7 @@ class StopRule:
         # step by chance: it converges only after `patience` small changes in a row
         self.patience = max(int(patience), 1)
         self._small = 0
+        self.stagnated = False
         self.max_iter = max_iter
         self.reference = reference
         self.ref_norm = fro_norm(reference) if reference is not None else None
@@ -178,7 +183,12 @@ class StopRule:
         if change <= self.tol * max(norm, np.finfo(np.float64).tiny):
             self._small += 1
             if self._small >= self.patience:
-                self.converged = True
+                # below the dtype's resolution a small change is rounding, not convergence
+                if self.tol < np.finfo(np.asarray(D_new).dtype).eps:
+                    self.stagnated = True
+                    self._eps = float(np.finfo(np.asarray(D_new).dtype).eps)
+                else:
+                    self.converged = True
                 return True
         else:
             self._small = 0
@@ -188,6 +198,8 @@ class StopRule:
         """Why the iteration stopped."""
         if self.diverged:
             return Status.DIVERGED
+        if self.stagnated:
+            return Status.STAGNATED
         return Status.CONVERGED if self.converged else Status.MAX_ITER
 
     def status(self) -> str:
@@ -197,6 +209,10 @@ class StopRule:
         if self.diverged:
             return ("diverged: the iterate became non-finite or grew without bound; "
                     "reduce the step sizes")
+        if self.stagnated:
+            return (f"stagnated: D stopped changing at rounding level, but tol={self.tol:g} is "
+                    f"below this precision's resolution ({self._eps:.1e}), so the answer is not "
+                    "certified; use float64 or a tol above the resolution")
         if self.converged:
             return "converged"
         return f"max_iter={self.max_iter} reached before tol={self.tol:g}; increase max_iter"
