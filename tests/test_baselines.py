@@ -384,3 +384,16 @@ def test_a_tolerance_below_the_working_precision_is_never_called_converged():
     ok = solve(p.A, p.B, p.C, method="eagle", dtype=np.float32, tol=1e-5,
                reference=p.reference)
     assert ok.converged and ok.relative_error < 1e-3
+
+
+def test_a_tiny_but_nonzero_a_is_not_called_all_zero():
+    """Entries of order 1e-170 make ||A||_F underflow to 0; the input check used to answer
+    'A is all zero'.  CG (balanced by powers of two) solves it."""
+    from eaglelab.solvers import solve
+    from eaglelab.tasks import conditioned_problem
+
+    p = conditioned_problem(40, 40, kappa=10, seed=1)
+    res = solve(p.A * 1e-170, p.B, p.C, method="cg", reference=p.reference * 1e170)
+    assert res.converged and res.relative_error < 1e-8
+    with pytest.raises(ValueError, match="all zero"):
+        solve(np.zeros((4, 5)), np.ones((1, 5)), np.ones((4, 1)), method="cg")

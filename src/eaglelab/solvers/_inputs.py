@@ -100,7 +100,8 @@ def prepare(A: Any, B: Any, C: Any, *, dtype: Any = None, keep_sparse: bool = Fa
     a_norm = sp.linalg.norm(A_) if sp.issparse(A_) else np.linalg.norm(A_)
     if not np.isfinite(a_norm):
         raise ValueError("||A||_F overflows; rescale A (and B) before solving")
-    if a_norm == 0:
+    a_max = float(abs(A_).max()) if sp.issparse(A_) else float(np.max(np.abs(A_)))
+    if a_max == 0:       # not ||A||_F == 0: that underflows for entries of order 1e-170
         raise ValueError("A is all zero; the completion B A^+ C is then zero and no solver is needed")
     kind = "torch" if "torch" in kinds else ("sparse" if "sparse" in kinds else "numpy")
     like = next((M for M in (A, B, C) if isinstance(M, torch.Tensor)), None)

@@ -207,8 +207,8 @@ class StopRule:
         if self.failure:
             return self.failure
         if self.diverged:
-            return ("diverged: the iterate became non-finite or grew without bound; "
-                    "reduce the step sizes")
+            return ("diverged: the iterate became non-finite or grew without bound (step "
+                    "sizes too large for a gradient method, or badly scaled input)")
         if self.stagnated:
             return (f"stagnated: D stopped changing at rounding level, but tol={self.tol:g} is "
                     f"below this precision's resolution ({self._eps:.1e}), so the answer is not "
