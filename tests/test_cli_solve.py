@@ -42,3 +42,15 @@ def test_sparse_complex_input_is_refused_not_cast():
     A = sp.random(20, 30, density=0.3, random_state=1, format="csr") * (1 + 1j)
     with pytest.raises(ValueError, match="A has dtype complex128"):
         eagle(A, np.ones((2, 30)), np.ones((20, 2)))
+
+
+def test_an_out_folder_that_cannot_be_created_is_an_error_not_a_traceback(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")                       # a file where a parent folder must be
+    runner = CliRunner()
+    for args in (["train", "--regime", "unconstrained", "--steps", "1",
+                  "--out", str(blocker / "run")],
+                 ["reproduce", "theory", "--quick", "--out", str(blocker / "rep")]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2 and "error" in res.output, (args, res.output)
+        assert res.exception is None or isinstance(res.exception, SystemExit), args

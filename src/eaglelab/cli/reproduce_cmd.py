@@ -37,6 +37,6 @@ def reproduce(
         overrides[key.strip()] = value.strip()
     try:
         path = cli_reproduce(name, quick, seeds, out, threads=threads, overrides=overrides)
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:     # OSError: an --out that cannot be created
         fail(str(exc))
     console.print(f"written: [bold]{path}[/]")

@@ -40,6 +40,6 @@ def train(
     try:
         run_dir = cli_train(regime, seeds, steps, resume or out, resume=resume is not None,
                             overrides=pairs, quiet=quiet)
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:     # OSError: an --out that cannot be created
         fail(str(exc))
     console.print(f"run folder: [bold]{run_dir}[/]")
