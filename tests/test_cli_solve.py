@@ -54,3 +54,13 @@ def test_an_out_folder_that_cannot_be_created_is_an_error_not_a_traceback(tmp_pa
         res = runner.invoke(app, args)
         assert res.exit_code == 2 and "error" in res.output, (args, res.output)
         assert res.exception is None or isinstance(res.exception, SystemExit), args
+
+
+def test_a_file_that_is_not_an_npz_archive_is_named_as_such(tmp_path):
+    (tmp_path / "dir.npz").mkdir()
+    (tmp_path / "text.npz").write_text("not a zip")
+    runner = CliRunner()
+    for name, message in (("dir.npz", "is a directory"), ("text.npz", "not a zip file")):
+        res = runner.invoke(app, ["solve", str(tmp_path / name)])
+        assert res.exit_code == 2 and message in " ".join(res.output.split()), res.output
+        assert "allow_pickle" not in res.output

@@ -185,6 +185,27 @@ def test_a_damaged_checkpoint_or_metrics_file_is_refused_on_resume(tmp_path):
     assert (out / "metrics.jsonl").stat().st_size == 100        # not padded with NUL bytes
 
 
+def test_an_edited_config_is_refused_on_resume(tmp_path):
+    """config.json edited after the checkpoint (lr here), with an unknown key, or emptied:
+    each is an error naming the problem (an edited lr used to be resumed silently, an
+    emptied file gave a KeyError traceback)."""
+    out = cli_train("unconstrained", 1, 4, tmp_path / "run", overrides=SMALL, quiet=True)
+    (out / "model.safetensors").unlink()
+    good = json.loads((out / "config.json").read_text())
+    edited = {**good, "train": {**good["train"], "lr": 0.5}}
+    cases = [(edited, r"differs from the config its checkpoint.*train\.lr"),
+             ({**good, "extra": 1}, r"unknown \['extra'\]"),
+             ({}, "missing"),
+             ({**good, "train": {**good["train"], "bogus": 1}}, "not a run config")]
+    for config, match in cases:
+        (out / "config.json").write_text(json.dumps(config))
+        with pytest.raises(ValueError, match=match):
+            cli_train(None, None, 8, out, resume=True, quiet=True)
+    (out / "config.json").write_text(json.dumps(good))
+    cli_train(None, None, 8, out, resume=True, quiet=True)            # restored: resumes
+    assert load_run(out).step == 8
+
+
 def test_a_run_folder_is_trained_by_one_process_at_a_time(tmp_path):
     from eaglelab.train.checkpoint import run_lock
 

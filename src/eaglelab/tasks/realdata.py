@@ -189,6 +189,22 @@ def matrix_task(
     return BlockProblem(A=A, B=B, C=C, D=D, meta=meta)
 
 
+def _open_npz(path: Path):
+    """np.load of an .npz archive, with errors that say what is wrong with the file (numpy
+    answers a directory with IsADirectoryError and a non-zip file by suggesting
+    allow_pickle, which would be unsafe and wrong)."""
+    if path.is_dir():
+        raise ValueError(f"path {path} is a directory, not an .npz archive")
+    if not path.exists():
+        raise ValueError(f"path {path} does not exist")
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"path {path} is not an .npz archive (not a zip file); write it with "
+                         "numpy.savez or eaglelab.tasks.save_problem")
+    return np.load(path, allow_pickle=False)
+
+
 def _real_matrix(path: Path, M):
     """M unchanged if real; ValueError for a complex matrix (a cast would drop its imaginary
     part silently)."""
@@ -230,7 +246,7 @@ def load_matrix(path: str | os.PathLike) -> np.ndarray | sp.csr_array:
     if name.endswith(".npy"):
         return _real_matrix(path, np.load(path, allow_pickle=False))
     if name.endswith(".npz"):
-        with np.load(path, allow_pickle=False) as f:
+        with _open_npz(path) as f:
             keys = set(f.files)
             if "M" in keys:
                 return _real_matrix(path, np.array(f["M"]))
@@ -273,7 +289,7 @@ def load_problem(path: str | os.PathLike, **matrix_task_kwargs: Any) -> BlockPro
     """
     path = Path(path)
     if path.name.lower().endswith(".npz"):
-        with np.load(path, allow_pickle=False) as f:
+        with _open_npz(path) as f:
             if {"A", "B", "C"} <= set(f.files):
                 if matrix_task_kwargs:
                     raise ValueError("matrix_task_kwargs do not apply to a block archive")

@@ -91,6 +91,7 @@ def _train(run_dir: Path, quiet: bool) -> Path:
     trainer = Trainer(config, run_dir)
     if (run_dir / CHECKPOINT).exists():
         _, meta = load_tensors(run_dir / CHECKPOINT)
+        _check_unchanged(run_dir, config, RunConfig.from_json(meta["config"]))
         saved_threads = int(meta.get("torch_threads", torch.get_num_threads()))
         if saved_threads != torch.get_num_threads():
             warnings.warn(f"resuming with {torch.get_num_threads()} torch threads, the "
@@ -105,6 +106,23 @@ def _train(run_dir: Path, quiet: bool) -> Path:
             trainer.on_progress = bar
             trainer.run()
     return run_dir
+
+
+def _check_unchanged(run_dir: Path, config: RunConfig, saved: RunConfig) -> None:
+    """A resumed run continues the config its checkpoint was written with (only the step
+    count may grow): an edited config.json (regime, lr, ...) would silently mix two runs."""
+    def flat(c: RunConfig) -> dict:
+        out = {}
+        for sec, value in replace_steps(c, 0).to_dict().items():
+            items = value.items() if isinstance(value, dict) else [(None, value)]
+            out.update({sec if k is None else f"{sec}.{k}": v for k, v in items})
+        return out
+
+    a, b = flat(config), flat(saved)
+    changed = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    if changed:
+        raise ValueError(f"{run_dir / CONFIG} differs from the config its checkpoint was "
+                         f"written with ({', '.join(changed)}); restore it or start a new run")
 
 
 def train(config: RunConfig, run_dir: str | Path, *, quiet: bool = True):

@@ -115,11 +115,22 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> RunConfig:
+        """The config of `to_dict`; ValueError naming what is missing, unknown or invalid
+        (an edited config.json must not be half read)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a run config is a JSON object, got {type(data).__name__}")
+        keys = {"regime", "seeds", "model", "task", "train"}
+        missing, unknown = sorted(keys - set(data)), sorted(set(data) - keys)
+        if missing or unknown:
+            raise ValueError(f"not a run config: missing {missing}, unknown {unknown}")
         regime = data["regime"]
         task_cls = EstimationTaskConfig if regime == "estimation" else TrainingTaskConfig
-        return cls(regime=regime, seeds=tuple(int(s) for s in data["seeds"]),
-                   model=ModelConfig(**data["model"]), task=task_cls(**data["task"]),
-                   train=TrainConfig(**data["train"]))
+        try:
+            return cls(regime=regime, seeds=tuple(int(s) for s in data["seeds"]),
+                       model=ModelConfig(**data["model"]), task=task_cls(**data["task"]),
+                       train=TrainConfig(**data["train"]))
+        except TypeError as exc:            # an unknown or missing field of a section
+            raise ValueError(f"not a run config: {exc}") from None
 
     @classmethod
     def from_json(cls, text: str) -> RunConfig:
