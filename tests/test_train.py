@@ -148,6 +148,15 @@ def test_two_runs_started_together_on_one_folder_never_mix(tmp_path, monkeypatch
     monkeypatch.undo()
     run = load_run(out)
     assert run.config.regime == "estimation" and run.finished
+    # a start on a new folder another process is setting up: refused, nothing written
+    from eaglelab.train.checkpoint import run_lock
+
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    with run_lock(fresh):
+        with pytest.raises(ValueError, match="is being trained by process"):
+            cli_train("unconstrained", 1, 2, fresh, overrides=SMALL, quiet=True)
+    assert [p.name for p in fresh.iterdir()] == [".lock"]
 
 
 def test_a_damaged_checkpoint_or_metrics_file_is_refused_on_resume(tmp_path):
@@ -159,9 +168,10 @@ def test_a_damaged_checkpoint_or_metrics_file_is_refused_on_resume(tmp_path):
     def cut_run(name):
         out = cli_train("unconstrained", 1, 10, tmp_path / name, overrides=SMALL, quiet=True)
         (out / "model.safetensors").unlink()
-        return out, cli_train(None, None, 20, out, resume=True, quiet=True) and out
+        cli_train(None, None, 20, out, resume=True, quiet=True)
+        return out
 
-    out, _ = cut_run("flip")
+    out = cut_run("flip")
     raw = bytearray((out / CHECKPOINT).read_bytes())
     raw[-5] ^= 0xFF                                   # a byte of the last tensor's data
     (out / CHECKPOINT).write_bytes(bytes(raw))
@@ -169,7 +179,7 @@ def test_a_damaged_checkpoint_or_metrics_file_is_refused_on_resume(tmp_path):
     with pytest.raises(ValueError, match="fails its checksum"):
         cli_train(None, None, 30, out, resume=True, quiet=True)
 
-    out, _ = cut_run("nan")
+    out = cut_run("nan")
     tensors, meta = load_tensors(out / CHECKPOINT)
     tensors["theta"][0, 3] = float("nan")
     atomic_save(out / CHECKPOINT, tensors, {k: v for k, v in meta.items() if k != "sha256"})
@@ -177,7 +187,7 @@ def test_a_damaged_checkpoint_or_metrics_file_is_refused_on_resume(tmp_path):
     with pytest.raises(ValueError, match="not finite"):
         cli_train(None, None, 30, out, resume=True, quiet=True)
 
-    out, _ = cut_run("short")
+    out = cut_run("short")
     (out / "metrics.jsonl").write_bytes((out / "metrics.jsonl").read_bytes()[:100])
     (out / "model.safetensors").unlink()
     with pytest.raises(ValueError, match="metrics were truncated"):

@@ -56,17 +56,20 @@ def run(
     """Solve from shards; rank 0 (or the launcher) prints the result."""
     import numpy as np
 
-    from eaglelab.distributed.launch import exit_code, result_to_json, solve_from_shards
+    from eaglelab.distributed.launch import (
+        DistributedError,
+        exit_code,
+        result_to_json,
+        solve_from_shards,
+    )
 
-    if method not in ("eagle", "gd"):
-        raise _stderr(f"--method {method!r} is not known; use eagle or gd", 2)
     try:
         result = solve_from_shards(shards, workers=workers, method=method, tol=tol,
                                    max_iter=max_iter, eta=eta, gamma=gamma,
                                    freeze_tol=freeze_tol, timeout=timeout,
                                    use_reference=not no_reference)
     except Exception as exc:  # noqa: BLE001 - every failure becomes an exit code
-        raise _stderr(str(exc) if type(exc).__name__ == "DistributedError"
+        raise _stderr(str(exc) if isinstance(exc, DistributedError)
                       else f"{type(exc).__name__}: {exc}", exit_code(exc)) from None
     if result is None:                       # a torchrun rank other than 0
         return

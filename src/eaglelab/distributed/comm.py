@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -75,17 +76,32 @@ def liveness_timing(timeout: float) -> tuple[float, float, float]:
     return max(0.5, timeout - 1.5 * stale_after), stale_after / 10, stale_after
 
 
-def _process_gone(pid: int) -> bool:
-    """True when process pid (on this host) no longer runs (absent, zombie or dead)."""
+def process_token(pid: int) -> str | None:
+    """A token identifying the living process `pid` on this host (its start time where
+    /proc exists, so a reused pid does not pass for it; "alive" elsewhere), or None when no
+    such process runs (absent, zombie or dead)."""
+    if not Path("/proc/self/stat").exists():          # no /proc: liveness only
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return "alive"
     try:
         with open(f"/proc/{pid}/stat") as f:
             stat = f.read()
     except FileNotFoundError:
-        return True
+        return None
     except OSError:
-        return False
-    state = stat.rsplit(")", 1)[-1].split()[0] if ")" in stat else "?"
-    return state in ("Z", "X", "x")
+        return "alive"
+    fields = stat.rsplit(")", 1)[-1].split()
+    return None if fields[0] in ("Z", "X", "x") else fields[19]      # field 22: starttime
+
+
+def _process_gone(pid: int) -> bool:
+    """True when process pid (on this host) no longer runs (absent, zombie or dead)."""
+    return process_token(pid) is None
 
 
 class PeerMonitor:

@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from eaglelab.distributed.comm import Comm, CommunicationError, init_comm
+from eaglelab.distributed.comm import Comm, CommunicationError, init_comm, process_token
 from eaglelab.distributed.engine import solve_shards
 from eaglelab.distributed.shards import ShardError, write_shards
 from eaglelab.solvers._inputs import check_int, prepare, wrap_like
@@ -132,25 +132,6 @@ def _classify(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, ValueError):
         return "input", EXIT_INPUT
     return "error", EXIT_ERROR
-
-
-def process_token(pid: int) -> str | None:
-    """A token that identifies the living process `pid` (its start time on Linux, so a
-    reused pid does not pass for it), or None when no such process lives."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return None
-    except OSError:                       # no /proc: liveness only
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        return "alive"
-    fields = stat.rsplit(")", 1)[-1].split()
-    return None if fields[0] in ("Z", "X") else fields[19]      # field 22: starttime
 
 
 def _watch_launcher(pid: int, token: str, cleanup: Sequence[str]) -> None:

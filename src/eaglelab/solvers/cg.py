@@ -40,8 +40,6 @@ from eaglelab.solvers._result import SolveResult, StopRule, Timer
 
 __all__ = ["cg_normal"]
 
-# OpenBLAS's gemm is slow for very thin right-hand sides (2 columns ran 2-3x slower than
-# two gemv calls on 200 x 20000 and 1920 x 1920 dense A); below this width we loop.
 
 
 def cg_normal(A: Any, B: Any, C: Any, *, tol: float = 1e-10, max_iter: int = 1000,
