@@ -455,7 +455,7 @@ def _control_claim(r: str, control: dict):
     called faithful."""
     return cm.claim(
         f"{r}: negative control - the extraction of the untrained (step-0) model is not "
-        "called faithful", "(a control of ours)",
+        "called faithful" + cm.AFTER_DATA, "(a control of ours)",
         f"faithful: {control['faithful']} (its test MSE {control['mse']:.2e}, predicting zero "
         f"{control['zero_mse']:.2e}; fidelity up to {max(control['fidelity']):.1e})",
         not control["faithful"], "the verdict rejects a model that learned nothing",
@@ -470,8 +470,7 @@ def _perturbed_claim(r: str, perturbed: dict):
     text = (f"{r}: negative control - the trained weights perturbed (Gaussian, relative size "
             "eps, the largest of " + ", ".join(f"{e:g}" for e in PERTURBATIONS)
             + f" that keeps the validation MSE within {MATCHED:g}x the trained first seed's) "
-            "are not "
-            "called faithful")
+            "are not called faithful" + cm.AFTER_DATA)
     c, ref = perturbed["control"], perturbed["reference"]
     ladder = "; ".join(f"eps {row['eps']:g}: MSE {row['mse']:.1e}, fidelity up to "
                        f"{max(row['fidelity']):.1e}" for row in perturbed["ladder"])

@@ -3,7 +3,8 @@
 Paper: Theorems 1-2 (Sections 5.1-5.2; Fig 7 for the alpha dependence).  The bounds are
 `eaglelab.theory`'s: `eagle_iterations_bound` runs EAGLE's scalar recursion for the worst
 singular value exactly, `theorem1_bound` is its closed form with Theorem 1's shape, and
-`theorem2_bound` adds the distributed phase, alpha^-1 log(1/eps), the paper's form.  They bound the
+`theorem2_bound` adds the distributed phase, log(1/eps) / -log(1 - gamma alpha) (about
+(gamma alpha)^-1 log(1/eps) for small alpha; the paper states only the order).  They bound the
 NORMALISED error ||D_l - D*||_F / (||W*||_2 ||P C||_F) (P the projector onto range(A); here
 C = A G lies in range(A), so P C = C), which is what we measure.
 
@@ -225,11 +226,13 @@ def _claims(cfg: Config, t1: dict, t2: dict):
         ok2, "every measured count is below the closed form", "some count is above it"))
     rows = t2["rows"]
     acc = [(r["alpha_measured"], r["accelerated_rounds_max"], r["theorem2_bound"]) for r in rows]
-    ok3 = all(m is not None and m <= np.ceil(b) for _, m, b in acc)
+    ok3 = (all(m is not None and m <= np.ceil(b) for _, m, b in acc)
+           and all(r["accelerated_fraction"] == 1.0 for r in rows))   # no seed missed
     claims.append(cm.claim(
         f"Theorem 2: distributed EAGLE (M = {cfg.t2_workers}, accelerated) reaches "
         f"{cfg.t2_eps:g} within a log(kappa_max) + alpha^-1 log(1/eps)-type bound at every "
-        "alpha (`theory.theorem2_bound`, constants ours)" + cm.AFTER_DATA,
+        "alpha (`theory.theorem2_bound`: Theorem 1's form plus log(1/eps) / -log(1 - gamma "
+        "alpha), constants ours)" + cm.AFTER_DATA,
         "L = O(log kappa_max + alpha^-1 log 1/eps)",
         ", ".join(f"alpha {a:.3g}: {cm.fmt(m)} <= {b:.0f}" for a, m, b in acc),
         ok3, "every measured round count is within the bound", "some count exceeds the bound"))
