@@ -108,14 +108,18 @@ def main() -> None:
               f"{'%peak':>6}")
     print(header)
     for regime, heads in [("unconstrained", 1), ("unconstrained", 8),
-                          ("compute-limited", 1), ("distributed", 1), ("estimation", 1)]:
+                          ("compute-limited", 1), ("distributed", 1), ("distributed", 8),
+                          ("estimation", 1)]:
         tr = trainer(regime, heads, 1, B, tmp)
         c = tr.model.config
         t_step = _best_time(tr.train_step, args.steps)
         t_model = _best_time(model_only(tr), max(args.steps // 2, 10))
         t_data = _best_time(tr.stream.next, 20)
         full = 3 * tr.model.flops_per_sample(full=True) * B
-        f, b = fused_flops_per_sample(c.d, c.d_prime, c.n, c.width, c.total_heads, c.layers)
+        groups = c.machines if regime == "distributed" else 1
+        R = c.local_width if regime == "distributed" else c.width
+        f, b = fused_flops_per_sample(c.d, c.d_prime, c.n, c.width, c.total_heads, c.layers,
+                                      R, groups)
         exe = (f + b) * B
         print(f"{regime:16} {c.total_heads:>2} {t_step * 1e3:8.2f} {t_model * 1e3:8.2f} "
               f"{t_data * 1e3:7.2f} {full / rate * 1e3:8.2f}ms {t_step / (full / rate):6.2f} "

@@ -113,20 +113,18 @@ def _losses_without(model, Z0: torch.Tensor, D: torch.Tensor,
     head's update from Z_{l+1}, so only the layers after l are run again."""
     c = model.config
     L = c.layers
-    Z, D, G, V, bias = model.gram_inputs(Z0, D)
+    Z, D, gram = model.gram_inputs(Z0, D)
     D = D.contiguous()
-    Zs, Ms = gram_states(Z, G, V, bias, c.d)
+    Zs, Ms = gram_states(Z, gram, c.d)
 
     def loss_from(Zl: torch.Tensor, l: int) -> float:
         if l == L:
             err = Zl[:, :, c.d:, c.n:].neg() - D
             return float(err.double().square().mean())
-        return float(fused_loss(Zl.contiguous(), D, G[:, l:], V[:, l:],
-                                None if bias is None else bias[:, l:], c.d, c.n)[0])
+        return float(fused_loss(Zl.contiguous(), D, gram.layers_from(l), c.d, c.n)[0])
 
     out = []
     for l, h in heads:
-        upd = head_update(Zs[l], Ms[l], G[:, l], V[:, l],
-                          None if bias is None else bias[:, l], h, c.d)
+        upd = head_update(Zs[l], Ms[l], gram, l, h, c.d)
         out.append(loss_from(Zs[l + 1] - upd, l + 1))
     return torch.tensor(out, dtype=torch.float64)

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from eaglelab.models._fused import fused_loss
+from eaglelab.models._fused import Gram, fused_loss
 from eaglelab.models.config import ModelConfig
 from eaglelab.models.layout import DistributedLayout
 from eaglelab.tasks.scale import prompt_scale
@@ -362,12 +362,12 @@ class LinearTransformer(nn.Module):
             Z, D = self._scaled(Z0, D)
             err = self._unnormalised().forward(Z, theta) - D
             return err.square().mean(dim=(1, 2, 3))
-        Z, D, G, V, bias = self.gram_inputs(Z0, D, theta)
+        Z, D, gram = self.gram_inputs(Z0, D, theta)
         c = self.config
         # one seed at a time: the K seeds share no work, and a single seed's activations
         # stay in cache (stacking the seeds in every GEMM is slower: benchmarks/bench_train.py)
-        losses = [fused_loss(Z[k:k + 1], D[k:k + 1].contiguous(), G[k:k + 1], V[k:k + 1],
-                             None if bias is None else bias[k:k + 1], c.d, c.n, chunk)
+        losses = [fused_loss(Z[k:k + 1], D[k:k + 1].contiguous(), gram.seed(k), c.d, c.n,
+                             chunk)
                   for k in range(Z.shape[0])]
         return losses[0] if len(losses) == 1 else torch.cat(losses)
 
@@ -384,13 +384,29 @@ class LinearTransformer(nn.Module):
         return Z, D
 
     def gram_inputs(self, Z0: torch.Tensor, D: torch.Tensor, theta: torch.Tensor | None = None
-                    ) -> tuple[torch.Tensor, ...]:
+                    ) -> tuple[torch.Tensor, torch.Tensor, Gram]:
         """What the Gram-form kernels (`_fused`) take: (Z, D) as `loss` scores them and the
-        stacked factors G (K, L, W, H W), V (K, L, H W, W), bias (K, L, H, 2, W) or None,
-        with removed heads zero in V."""
+        stacked factors (`_fused.Gram`), with removed heads zero in V.  In the distributed
+        regime every machine's heads form one column group reading R_mu = J_mu + the
+        shared columns, with the compact R_mu x R_mu products (no zero padding)."""
         Z, D = self._scaled(Z0, D)
-        prep = self._prepare(theta, ("product", "product"))
-        return Z, D, prep["qk"], prep["vp"], prep.get("bias")
+        return Z, D, self._gram(theta)
+
+    def _gram(self, theta: torch.Tensor | None) -> Gram:
+        if self.layout is None:
+            prep = self._prepare(theta, ("product", "product"))
+            return Gram(prep["qk"].unsqueeze(2), prep["vp"].unsqueeze(2), prep.get("bias"))
+        c = self.config
+        p = self.params(theta)
+        K, L, H, R = p["wq"].shape[:4]
+        M, Hm, W = c.machines, c.heads, c.width
+        qk = p["wq"] @ p["wk"].transpose(-1, -2)                    # (K, L, H, R, R)
+        G = qk.view(K, L, M, Hm, R, R).permute(0, 1, 2, 4, 3, 5).reshape(K, L, M, R, Hm * R)
+        wp = p["wp"] * self.head_mask[..., None, None]
+        V = (p["wv"] @ wp.transpose(-1, -2)).reshape(K, L, M, Hm * R, W)
+        cols = torch.as_tensor(np.stack([self.layout.local_columns(mu) for mu in range(M)]),
+                               device=G.device)
+        return Gram(G, V, None, cols)
 
     def _unnormalised(self) -> LinearTransformer:
         """self, or a view of its weights without normalisation (shares theta)."""
