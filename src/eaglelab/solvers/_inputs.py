@@ -1,13 +1,16 @@
 """Input checking and conversion shared by every solver.
 
 Solvers accept numpy arrays, scipy.sparse matrices and torch tensors (float32 or float64).
-They compute in numpy and hand results back in the caller's array type: a torch input
-gives a torch output with the input's dtype and device.  Misuse raises ValueError naming
+A solver that computes natively (`prepare(..., native=True)`: EAGLE) keeps torch input as
+torch tensors on the input's device and computes there; the others compute in numpy and
+hand results back in the caller's array type.  Either way a torch input gives a torch
+output with the input's dtype and device.  Misuse raises ValueError naming
 the argument, the value and the fix; nothing is silently coerced into garbage.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +22,7 @@ __all__ = ["Prepared", "prepare", "wrap_like", "check_positive", "check_int", "c
            "to_dense"]
 
 _TORCH_TO_NP = {torch.float32: np.float32, torch.float64: np.float64}
+_NP_TO_TORCH = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 
 
 @dataclass
@@ -70,17 +74,23 @@ def _convert(name: str, M: Any, dtype: np.dtype | None, keep_sparse: bool):
     return arr, kind
 
 
-def prepare(A: Any, B: Any, C: Any, *, dtype: Any = None, keep_sparse: bool = False) -> Prepared:
+def prepare(A: Any, B: Any, C: Any, *, dtype: Any = None, keep_sparse: bool = False,
+            native: bool = False) -> Prepared:
     """Validate and convert (A, B, C).
 
     dtype: None keeps the common input precision (float64 if any block is float64);
     np.float32/np.float64 (or the torch equivalents) force one.
+    native: when any block is a torch tensor, give all three as torch tensors on that
+    tensor's device (numpy and scipy.sparse blocks are moved there) instead of numpy.
     """
     if dtype is not None:
         dtype = _TORCH_TO_NP.get(dtype, dtype)
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype={dtype} is not supported; use float32 or float64")
+    like = next((M for M in (A, B, C) if isinstance(M, torch.Tensor)), None)
+    if native and like is not None:
+        return _prepare_torch(A, B, C, dtype, like)
     out, kinds = [], []
     for name, M in (("A", A), ("B", B), ("C", C)):
         arr, kind = _convert(name, M, dtype, keep_sparse and name in ("A", "B"))
@@ -92,29 +102,72 @@ def prepare(A: Any, B: Any, C: Any, *, dtype: Any = None, keep_sparse: bool = Fa
     A_, B_, C_ = out
     if sp.issparse(C_):
         C_ = C_.toarray()
-    d, n = A_.shape
-    if B_.shape[1] != n:
-        raise ValueError(f"B has {B_.shape[1]} columns but A has {n}; B must be d' x n (same columns as A)")
-    if C_.shape[0] != d:
-        raise ValueError(f"C has {C_.shape[0]} rows but A has {d}; C must be d x n' (same rows as A)")
+    _check_shapes(A_.shape, B_.shape, C_.shape)
     a_norm = sp.linalg.norm(A_) if sp.issparse(A_) else np.linalg.norm(A_)
+    a_max = float(abs(A_).max()) if sp.issparse(A_) else float(np.max(np.abs(A_)))
+    _check_scale(float(a_norm), a_max)
+    kind = "torch" if "torch" in kinds else ("sparse" if "sparse" in kinds else "numpy")
+    return Prepared(A_, B_, np.ascontiguousarray(C_), np.dtype(dtype), kind, like)
+
+
+def _check_shapes(a: tuple, b: tuple, c: tuple) -> None:
+    d, n = a
+    if b[1] != n:
+        raise ValueError(f"B has {b[1]} columns but A has {n}; B must be d' x n (same columns as A)")
+    if c[0] != d:
+        raise ValueError(f"C has {c[0]} rows but A has {d}; C must be d x n' (same rows as A)")
+
+
+def _check_scale(a_norm: float, a_max: float) -> None:
     if not np.isfinite(a_norm):
         raise ValueError("||A||_F overflows; rescale A (and B) before solving")
-    a_max = float(abs(A_).max()) if sp.issparse(A_) else float(np.max(np.abs(A_)))
     if a_max == 0:       # not ||A||_F == 0: that underflows for entries of order 1e-170
         raise ValueError("A is all zero; the completion B A^+ C is then zero and no solver is needed")
-    kind = "torch" if "torch" in kinds else ("sparse" if "sparse" in kinds else "numpy")
-    like = next((M for M in (A, B, C) if isinstance(M, torch.Tensor)), None)
-    return Prepared(A_, B_, np.ascontiguousarray(C_), np.dtype(dtype), kind, like)
+
+
+def _prepare_torch(A: Any, B: Any, C: Any, dtype: np.dtype | None,
+                   like: torch.Tensor) -> Prepared:
+    """`prepare` for native solvers given torch input: every block as a contiguous tensor
+    on like's device, validated there (no copy to the host)."""
+    out = []
+    for name, M in (("A", A), ("B", B), ("C", C)):
+        if isinstance(M, torch.Tensor):
+            if M.dtype not in _TORCH_TO_NP:
+                raise ValueError(f"{name} has torch dtype {M.dtype}; use torch.float32 or "
+                                 "torch.float64")
+            t = M.detach()
+        else:
+            arr, _ = _convert(name, M, dtype, keep_sparse=False)   # checks numpy/sparse
+            t = torch.from_numpy(np.ascontiguousarray(arr))
+        if t.dim() != 2:
+            raise ValueError(f"{name} must be 2-D, got shape {tuple(t.shape)}")
+        if 0 in t.shape:
+            raise ValueError(f"{name} is empty (shape {tuple(t.shape)}); every block needs at "
+                             "least one entry")
+        out.append(t)
+    target = (_NP_TO_TORCH[np.dtype(dtype)] if dtype is not None
+              else torch.promote_types(torch.promote_types(out[0].dtype, out[1].dtype),
+                                       out[2].dtype))
+    out = [t.to(device=like.device, dtype=target).contiguous() for t in out]
+    for name, t in zip(("A", "B", "C"), out, strict=True):
+        finite = torch.isfinite(t)
+        if not bool(finite.all()):
+            bad = "NaN" if bool(torch.isnan(t).any()) else "Inf"
+            raise ValueError(f"{name} contains {bad} entries; remove or impute them before solving")
+    A_, B_, C_ = out
+    _check_shapes(tuple(A_.shape), tuple(B_.shape), tuple(C_.shape))
+    _check_scale(float(torch.linalg.vector_norm(A_)), float(A_.abs().max()))
+    return Prepared(A_, B_, C_, np.dtype(_TORCH_TO_NP[target]), "torch", like)
 
 
 def to_dense(M: Any) -> np.ndarray:
     return M.toarray() if sp.issparse(M) else M
 
 
-def wrap_like(M: np.ndarray | None, prep: Prepared):
-    """Return M in the caller's array type (torch in -> torch out, same device)."""
-    if M is None or prep.torch_like is None:
+def wrap_like(M: Any, prep: Prepared):
+    """Return M in the caller's array type (torch in -> torch out, same device); a tensor
+    (from a native solve) is returned as it is."""
+    if M is None or prep.torch_like is None or isinstance(M, torch.Tensor):
         return M
     t = torch.from_numpy(np.ascontiguousarray(M))
     return t.to(device=prep.torch_like.device)
@@ -142,8 +195,9 @@ def check_int(name: str, value: int, *, minimum: int = 1, maximum: int | None = 
     return v
 
 
-def check_reference(reference: Any, dp: int, nq: int) -> np.ndarray | None:
-    """The reference D* as a finite float64 d' x n' array (None passes through)."""
+def check_reference(reference: Any, dp: int, nq: int, name: str = "reference",
+                    shape_name: str = "d' x n'") -> np.ndarray | None:
+    """The reference D* (or W*) as a finite float64 dp x nq array (None passes through)."""
     if reference is None:
         return None
     if hasattr(reference, "detach"):
@@ -152,9 +206,9 @@ def check_reference(reference: Any, dp: int, nq: int) -> np.ndarray | None:
         reference = reference.toarray()
     ref = np.asarray(reference, dtype=np.float64)
     if ref.shape != (dp, nq):
-        raise ValueError(f"reference has shape {ref.shape}; it must be d' x n' = {(dp, nq)}")
+        raise ValueError(f"{name} has shape {ref.shape}; it must be {shape_name} = {(dp, nq)}")
     if not np.all(np.isfinite(ref)):
-        raise ValueError("reference contains NaN or Inf entries; pass a finite D*")
+        raise ValueError(f"{name} contains NaN or Inf entries; pass a finite one")
     return ref
 
 
@@ -162,27 +216,39 @@ def check_reference(reference: Any, dp: int, nq: int) -> np.ndarray | None:
 class Balanced:
     """A problem scaled by powers of two (exact in binary floating point) so that every
     block's largest entry lies in [0.5, 1): what `balance` returns.  D = B A^+ C is
-    bilinear in (B, C) and D(s A) = D(A) / s, so the answer scales back exactly."""
+    bilinear in (B, C) and D(s A) = D(A) / s, so the answer scales back exactly.  The
+    blocks stay numpy / scipy.sparse or tensors on their device, as given."""
 
     A: Any
     B: Any
-    C: np.ndarray
+    C: Any
     d_exponent: int                        # D = D' * 2^d_exponent
     w_exponent: int                        # W = W' * 2^w_exponent
 
     def reference(self, ref: np.ndarray | None) -> np.ndarray | None:
         return None if ref is None else np.ldexp(ref, -self.d_exponent)
 
-    def D(self, D: np.ndarray) -> np.ndarray:
-        return np.ldexp(D, self.d_exponent).astype(D.dtype, copy=False)
+    def D(self, D: Any) -> Any:
+        return _ldexp(D, self.d_exponent)
 
-    def W(self, W: np.ndarray | None) -> np.ndarray | None:
-        return None if W is None else np.ldexp(W, self.w_exponent).astype(W.dtype, copy=False)
+    def W(self, W: Any) -> Any:
+        return None if W is None else _ldexp(W, self.w_exponent)
+
+
+def _ldexp(M: Any, e: int) -> Any:
+    """M * 2^e in M's own type and dtype (exact unless it over- or underflows)."""
+    if isinstance(M, torch.Tensor):
+        half = e // 2            # two factors, so that 2^e itself never overflows a float
+        return M * math.ldexp(1.0, half) * math.ldexp(1.0, e - half)
+    return np.ldexp(M, e).astype(M.dtype, copy=False)
 
 
 def _exponent(M: Any) -> int:
-    data = M.data if sp.issparse(M) else np.asarray(M)
-    m = float(np.max(np.abs(data))) if data.size else 0.0
+    if isinstance(M, torch.Tensor):
+        m = float(M.abs().max()) if M.numel() else 0.0
+    else:
+        data = M.data if sp.issparse(M) else np.asarray(M)
+        m = float(np.max(np.abs(data))) if data.size else 0.0
     return int(np.frexp(m)[1]) if m > 0 and np.isfinite(m) else 0
 
 
@@ -191,7 +257,7 @@ def _scaled(M: Any, e: int):
         out = M.copy()
         out.data = np.ldexp(out.data, -e).astype(M.dtype, copy=False)
         return out
-    return np.ldexp(M, -e).astype(M.dtype, copy=False)
+    return _ldexp(M, -e)
 
 
 def balance(prep: Prepared) -> Balanced:

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from eaglelab.solvers._inputs import wrap_like
 from eaglelab.solvers._result import History, SolveResult, Status, StopRule, Timer, fro_norm
+from eaglelab.solvers._xp import asarray_like, copy, namespace
 
 THIN_COLUMNS = 4              # dense products with at most this many columns go column-wise
 CONVERGED_ISTOP = (0, 1, 2, 4, 5)   # scipy LSQR/LSMR istop values that mean solved
@@ -24,7 +25,10 @@ ITERATION_LIMIT_ISTOP = 7
 
 
 def matmat(M: Any, X: np.ndarray) -> np.ndarray:
-    """M @ X for a dense or scipy.sparse M; thin dense products go column by column."""
+    """M @ X for a dense or scipy.sparse M, or a tensor; thin dense numpy products go
+    column by column."""
+    if hasattr(M, "detach"):
+        return M @ X
     if sp.issparse(M):
         return np.asarray(M @ X)
     if X.shape[1] <= THIN_COLUMNS:
@@ -35,22 +39,24 @@ def matmat(M: Any, X: np.ndarray) -> np.ndarray:
     return M @ X
 
 
-def power_sigma_max(A: np.ndarray, iters: int, rng: np.random.Generator) -> tuple[float, int]:
-    """Estimate sigma_max(A) by power iteration on A A^T from a Gaussian start.
+def power_sigma_max(A: Any, iters: int, rng: np.random.Generator) -> tuple[float, int]:
+    """Estimate sigma_max(A) by power iteration on A A^T from a Gaussian start (A numpy or
+    a tensor, iterated on its device; the start is drawn by numpy from rng either way).
 
     Returns (estimate, iterations used); stops early when the Rayleigh quotient
     ||A^T v||^2 changes by less than 1e-12 relatively.  The estimate never exceeds
     sigma_max (up to round-off) and approaches it from below.
     """
-    v = rng.standard_normal(A.shape[0]).astype(A.dtype, copy=False)
-    v /= np.linalg.norm(v)
+    xp = namespace(A)
+    v = asarray_like(rng.standard_normal(A.shape[0]), A)
+    v = v / float(xp.linalg.vector_norm(v))
     lam = 0.0
     k = 0
     for k in range(1, iters + 1):  # noqa: B007 - k is reported
         u = A.T @ v
-        lam_new = float(u @ u)
+        lam_new = float(xp.sum(u * u))
         w = A @ u
-        nw = float(np.linalg.norm(w))
+        nw = float(xp.linalg.vector_norm(w))
         if nw == 0.0 or not np.isfinite(nw):  # A^T v = 0: restart is pointless, keep lam
             lam = max(lam, lam_new)
             break
@@ -69,23 +75,23 @@ def finish_w_iteration(stop: StopRule, D: np.ndarray, D_old: np.ndarray, Wt: np.
     if stop.diverged:  # keep the last finite iterate; the status says what happened
         D, W = D_old, None
     else:
-        W = wrap_like(np.ascontiguousarray(Wt.T), prep)
+        W = wrap_like(copy(Wt.T), prep)
     return SolveResult(
         D=wrap_like(D, prep), W=W, method=method, iterations=len(stop.history.change),
         code=stop.code(), status=stop.status(),
         history=stop.history, seconds=timer(), floats_sent_per_worker=0, info=info)
 
 
-def final_history(D: np.ndarray, ref: np.ndarray | None, timer: Timer) -> History:
+def final_history(D: Any, ref: np.ndarray | None, timer: Timer) -> History:
     """One-entry history for a solve without per-iteration access: the change from D_0 = 0,
-    the error against the reference, and the time so far."""
+    the error against the reference, and the time so far (D numpy or a tensor on any
+    device, measured there)."""
     h = History()
     with np.errstate(over="ignore", invalid="ignore"):
-        D64 = np.asarray(D, dtype=np.float64)
-        h.change.append(fro_norm(D64))
+        h.change.append(fro_norm(D))
         if ref is not None:
             ref_norm = fro_norm(ref)
-            err = fro_norm(D64 - ref)
+            err = fro_norm(D - asarray_like(ref, D, dtype=namespace(D).float64))
             h.error.append(err / ref_norm if ref_norm > 0 else err)
     h.seconds.append(timer())
     return h

@@ -9,7 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from eaglelab.solvers import _xp
+
 __all__ = ["SolveResult", "Status", "History", "StopRule", "Timer"]
+
+AMPLIFIED_GROWTH = 1e3
 
 
 class Status(StrEnum):
@@ -121,7 +125,10 @@ class Timer:
 def fro_norm(M) -> float:
     """||M||_F without underflow or overflow in the squares: scaled by max |m_ij| first
     (np.linalg.norm squares the entries, so 1e-200 entries give 0 and 1e200 entries inf -
-    and a stop rule reading those would call an untouched iterate converged)."""
+    and a stop rule reading those would call an untouched iterate converged).  A tensor is
+    measured on its own device (`_xp.fro_norm`)."""
+    if hasattr(M, "detach"):
+        return _xp.fro_norm(M)
     a = np.abs(np.asarray(M, dtype=np.float64))
     m = float(a.max()) if a.size else 0.0
     if m == 0.0 or not np.isfinite(m):
@@ -139,8 +146,16 @@ class StopRule:
     """
 
     def __init__(self, tol: float, max_iter: int, reference: np.ndarray | None, timer: Timer,
-                 divergence_factor: float = 1e8, patience: int = 1) -> None:
+                 divergence_factor: float = 1e8, patience: int = 1,
+                 guard: bool = False) -> None:
         self.tol = tol
+        # guard (EAGLE's iterations): once the relative change has fallen to the attainable
+        # accuracy (<= sqrt(eps)) and then grows AMPLIFIED_GROWTH-fold, rounding is being
+        # amplified (Newton-Schulz drives rounding-level singular values of a rank-deficient
+        # A to 1): stop and hand back the iterate of the smallest change (`final`)
+        self.guard = guard
+        self._best: tuple[float, int, Any] | None = None
+        self.amplified = False
         # a randomised iteration (a sketch of r of n columns) can leave D unchanged for a
         # step by chance: it converges only after `patience` small changes in a row
         self.patience = max(int(patience), 1)
@@ -149,6 +164,7 @@ class StopRule:
         self.max_iter = max_iter
         self.reference = reference
         self.ref_norm = fro_norm(reference) if reference is not None else None
+        self._ref = None                        # the reference in D's namespace and device
         self.timer = timer
         self.history = History()
         self.converged = False
@@ -163,17 +179,24 @@ class StopRule:
         self.diverged = True
         self.failure = message
 
-    def record(self, D_new: np.ndarray, D_old: np.ndarray) -> bool:
+    def record(self, D_new, D_old) -> bool:
+        """Append iteration k's change (and error) for D_k = D_new (numpy, or a tensor on
+        any device: the reference moves there once) and return whether to stop."""
         change = fro_norm(D_new - D_old)
         norm = fro_norm(D_new)
         h = self.history
         h.change.append(change)
         h.seconds.append(self.timer())
         if self.reference is not None:
-            err = fro_norm(D_new - self.reference)
+            if self._ref is None:
+                self._ref = _xp.asarray_like(self.reference, D_new, dtype=_float64(D_new))
+            err = fro_norm(D_new - self._ref)
             h.error.append(err / self.ref_norm if self.ref_norm > 0 else err)
         if not np.isfinite(change) or not np.isfinite(norm):
             self.diverged = True
+            return True
+        if self.guard and self._amplified(change / max(norm, np.finfo(np.float64).tiny),
+                                          D_new):
             return True
         if self._first_norm is None:
             self._first_norm = max(norm, np.finfo(np.float64).tiny)
@@ -184,9 +207,9 @@ class StopRule:
             self._small += 1
             if self._small >= self.patience:
                 # below the dtype's resolution a small change is rounding, not convergence
-                if self.tol < np.finfo(np.asarray(D_new).dtype).eps:
+                if self.tol < _xp.eps(D_new):
                     self.stagnated = True
-                    self._eps = float(np.finfo(np.asarray(D_new).dtype).eps)
+                    self._eps = _xp.eps(D_new)
                 else:
                     self.converged = True
                 return True
@@ -194,10 +217,32 @@ class StopRule:
             self._small = 0
         return len(h.change) >= self.max_iter
 
+    def _amplified(self, rel: float, D_new) -> bool:
+        best = self._best
+        if best is not None and best[0] <= np.sqrt(_xp.eps(D_new)) and rel > AMPLIFIED_GROWTH * best[0]:
+            # the history (and so iterations and relative_error) ends at the returned iterate
+            self.amplified = True
+            self.amplified_at = len(self.history.change)
+            h, k = self.history, best[1]
+            h.change[:], h.seconds[:] = h.change[:k], h.seconds[:k]
+            if h.error:
+                h.error[:] = h.error[:k]
+            return True
+        if best is None or rel < best[0]:
+            self._best = (rel, len(self.history.change), _xp.copy(D_new))   # iteration k >= 1
+        return False
+
+    def final(self, D):
+        """What the solver returns as its iterate: D, or - after amplified rounding - the
+        iterate of the smallest relative change."""
+        return self._best[2] if self.amplified else D
+
     def code(self) -> Status:
         """Why the iteration stopped."""
         if self.diverged:
             return Status.DIVERGED
+        if self.amplified:
+            return Status.STAGNATED
         if self.stagnated:
             return Status.STAGNATED
         return Status.CONVERGED if self.converged else Status.MAX_ITER
@@ -209,6 +254,13 @@ class StopRule:
         if self.diverged:
             return ("diverged: the iterate became non-finite or grew without bound (step "
                     "sizes too large for a gradient method, or badly scaled input)")
+        if self.amplified:
+            rel, k, _ = self._best
+            return (f"stagnated: the change fell to {rel:.1e} of ||D|| at iteration {k} and by "
+                    f"iteration {self.amplified_at} grew more than {AMPLIFIED_GROWTH:.0e}-fold "
+                    f"(rounding amplified: A is "
+                    f"numerically rank deficient at this precision); the iterate of iteration "
+                    f"{k} is returned, not certified to tol={self.tol:g}")
         if self.stagnated:
             return (f"stagnated: D stopped changing at rounding level, but tol={self.tol:g} is "
                     f"below this precision's resolution ({self._eps:.1e}), so the answer is not "
@@ -216,3 +268,8 @@ class StopRule:
         if self.converged:
             return "converged"
         return f"max_iter={self.max_iter} reached before tol={self.tol:g}; increase max_iter"
+
+
+def _float64(like):
+    """float64 in like's array library (numpy's or torch's dtype object)."""
+    return _xp.namespace(like).float64

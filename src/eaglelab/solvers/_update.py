@@ -12,12 +12,16 @@ tests hold every fast path to.  `dense_update` is the fast S = I step used by th
 it forms the smaller of the two Gram matrices (A A^T, d x d, or A^T A, n x n) once, so one
 step costs O(min(n d^2, d n^2)), and reuses it for A, B, C and D.  `sketched_update` is the
 S != I step, with S either a dense n x r matrix or an index array (row sampling: S = I[:, idx]).
+The steps run on numpy arrays or on torch tensors on their device (`_xp`): one
+implementation of the arithmetic for both.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.sparse.linalg import eigsh
+
+from eaglelab.solvers._xp import asarray_like, copy, is_numpy, namespace
 
 __all__ = ["update_reference", "dense_update", "sketched_update", "lambda_max"]
 
@@ -38,30 +42,37 @@ def update_reference(A, B, C, D, step_A: float, step_C: float, S=None):
     return A_new, B_new, C_new, D_new
 
 
-def lambda_max(G: np.ndarray, v: np.ndarray | None = None, iters: int = 20,
-               rtol: float = 1e-12) -> tuple[float, np.ndarray]:
-    """Largest eigenvalue of a symmetric PSD matrix G, and its eigenvector.
+def lambda_max(G, v=None, iters: int = 20, rtol: float = 1e-12):
+    """Largest eigenvalue of a symmetric PSD matrix G (numpy or a tensor on any device),
+    and its eigenvector (same namespace and device as G).
 
-    Cold start (v None): Lanczos (scipy eigsh) for sizes above 64, a dense eigensolver
-    below, both accurate to ~1e-12.  Warm start: power iteration from v; EAGLE's update
-    keeps A's singular vectors, so the previous step's vector is already converged and a
-    few products suffice.  The Rayleigh quotient never overestimates.
+    Cold start (v None): on numpy, Lanczos (scipy eigsh) for sizes above 64 and a dense
+    eigensolver below, both accurate to ~1e-12; on a tensor, the dense eigensolver up to
+    size 64 and above it power iteration on the device from a fixed random start (at most
+    `COLD_POWER_ITERS` products, relative change 1e-12).  Warm start: power iteration from
+    v; EAGLE's update keeps A's singular vectors, so the previous step's vector is already
+    converged and a few products suffice.  The Rayleigh quotient never overestimates.
     """
+    xp = namespace(G)
     m = G.shape[0]
     if v is None:
         if m <= 64:
-            w, V = np.linalg.eigh(G)
-            return float(w[-1]), V[:, -1].copy()
-        v0 = np.ones(m, dtype=G.dtype) / np.sqrt(m)
-        w, V = eigsh(G, k=1, which="LA", v0=v0, tol=1e-13)
-        return float(w[0]), V[:, 0].astype(G.dtype)
+            w, V = xp.linalg.eigh(G)
+            return float(w[-1]), copy(V[:, -1])
+        if is_numpy(xp):
+            v0 = np.ones(m, dtype=G.dtype) / np.sqrt(m)
+            w, V = eigsh(G, k=1, which="LA", v0=v0, tol=1e-13)
+            return float(w[0]), V[:, 0].astype(G.dtype)
+        start = np.random.default_rng(0).standard_normal(m)
+        v = asarray_like(start / np.linalg.norm(start), G)
+        iters = max(iters, COLD_POWER_ITERS)
     lam = 0.0
     for _ in range(iters):
         w = G @ v
-        nw = float(np.linalg.norm(w))
+        nw = float(xp.linalg.vector_norm(w))
         if nw == 0.0 or not np.isfinite(nw):
             return nw, v
-        new = float(v @ w)
+        new = float(xp.sum(v * w))
         v = w / nw
         if abs(new - lam) <= rtol * abs(new):
             return new, v
@@ -69,13 +80,16 @@ def lambda_max(G: np.ndarray, v: np.ndarray | None = None, iters: int = 20,
     return lam, v
 
 
-class DenseWorkspace:
-    """Buffers and the warm power-iteration vector for repeated dense steps of one (A, B)."""
+COLD_POWER_ITERS = 500
 
-    def __init__(self, d: int, n: int, dtype) -> None:
+
+class DenseWorkspace:
+    """The warm power-iteration vector and the freeze state for repeated dense steps of one
+    (A, B); d x n sets which Gram matrix a step forms (the smaller)."""
+
+    def __init__(self, d: int, n: int, dtype=None) -> None:
         self.gram_rows = d <= n  # use G = A A^T (d x d); else H = A^T A (n x n)
-        self.v: np.ndarray | None = None
-        self.tmp = np.empty((d, n), dtype=dtype)
+        self.v = None
         self.freeze_requested = False
         self.frozen: tuple | None = None  # (Gram, B A^T or B, A or None)
 
@@ -87,7 +101,7 @@ class DenseWorkspace:
 def dense_update(A, B, C, D, eta: float, gamma: float, ws: DenseWorkspace,
                  rho: float | None = None, normalise: bool = True,
                  update_AB: bool = True, want_iso: bool = False) -> tuple[float, float]:
-    """One S = I step, in place on (A, B, C, D).
+    """One S = I step, in place on (A, B, C, D) - numpy arrays or tensors of one device.
 
     rho None: rho = 1 / ||A||_2^2 from warm power iteration; with `normalise`, A and B are
     first divided by ||A||_2 (B A^+ C is unchanged), so rho = 1 and ||A_l||_2 = 1 at every
@@ -98,6 +112,7 @@ def dense_update(A, B, C, D, eta: float, gamma: float, ws: DenseWorkspace,
     Returns (lambda_max of the Gram matrix before normalising, and - when want_iso - the
     partial-isometry defect ||A - A A^T A||_F^2 of the normalised A, else nan).
     """
+    xp = namespace(A)
     if ws.frozen is not None:
         return _frozen_update(C, D, gamma, ws), 0.0
     gram = A @ A.T if ws.gram_rows else A.T @ A
@@ -117,19 +132,19 @@ def dense_update(A, B, C, D, eta: float, gamma: float, ws: DenseWorkspace,
         lam = float("nan")
     sA, sC = eta * rho, gamma * rho
     update_AB = update_AB and sA != 0.0
-    tmp, iso = ws.tmp, float("nan")
+    iso = float("nan")
     if ws.freeze_requested and rho == 1.0 and normalise:
         # A is a partial isometry to working precision: keep the normalised Gram matrix and
         # stop updating A and B (the accelerated variant); later steps only move C and D.
-        ws.frozen = (gram, B @ A.T if ws.gram_rows else B.copy(), A if not ws.gram_rows else None)
+        ws.frozen = (gram, B @ A.T if ws.gram_rows else copy(B), A if not ws.gram_rows else None)
         return _frozen_update(C, D, gamma, ws), 0.0
     if ws.gram_rows:
         BAt = B @ A.T                      # d' x d
         D += sC * (BAt @ C)
         C -= sC * (gram @ C)
         if update_AB:
-            np.matmul(gram, A, out=tmp)    # G A
-            iso = float(np.linalg.norm(A - tmp) ** 2) if want_iso else iso
+            tmp = gram @ A                 # G A
+            iso = float(xp.linalg.vector_norm(A - tmp) ** 2) if want_iso else iso
             B -= sA * (BAt @ A)
             tmp *= sA
             A -= tmp
@@ -138,8 +153,8 @@ def dense_update(A, B, C, D, eta: float, gamma: float, ws: DenseWorkspace,
         D += sC * (B @ AtC)
         C -= sC * (A @ AtC)
         if update_AB:
-            np.matmul(A, gram, out=tmp)    # A H
-            iso = float(np.linalg.norm(A - tmp) ** 2) if want_iso else iso
+            tmp = A @ gram                 # A H
+            iso = float(xp.linalg.vector_norm(A - tmp) ** 2) if want_iso else iso
             B -= sA * (B @ gram)
             tmp *= sA
             A -= tmp
@@ -159,15 +174,19 @@ def _frozen_update(C, D, gamma: float, ws: DenseWorkspace) -> float:
 
 
 def sketched_update(A, B, C, D, S, eta: float, gamma: float, rho: float | None = None) -> float:
-    """One step with sketch S (dense n x r, or an int index array meaning S = I[:, idx]),
-    in place.  rho None: rho = 1/||A S||_2^2 computed exactly (r x r eigenvalue problem).
-    Returns the rho used."""
-    rows = isinstance(S, np.ndarray) and S.ndim == 1
+    """One step with sketch S (dense n x r, or an integer index vector meaning
+    S = I[:, idx]), in place; S lives in A's namespace and on its device.  rho None:
+    rho = 1/||A S||_2^2 computed exactly (r x r eigenvalue problem).  Returns the rho used."""
+    xp = namespace(A)
+    rows = S.ndim == 1
     At = A[:, S] if rows else A @ S                # d x r
     Bt = B[:, S] if rows else B @ S                # d' x r
     K = At.T @ At                                  # r x r
     if rho is None:
-        lam = float(np.linalg.eigvalsh(K)[-1]) if K.shape[0] <= 512 else lambda_max(K)[0]
+        if K.shape[0] <= 512:
+            lam = float(xp.linalg.eigvalsh(K)[-1])
+        else:
+            lam = lambda_max(K)[0]
         if not np.isfinite(lam) or lam <= 0:
             raise FloatingPointError("||A S||_2 is zero or not finite; draw another sketch")
         rho = 1.0 / lam

@@ -37,6 +37,7 @@ from eaglelab.solvers._inputs import (
 )
 from eaglelab.solvers._kernels import matmat
 from eaglelab.solvers._result import SolveResult, StopRule, Timer
+from eaglelab.solvers._xp import copy, device_of, namespace, to_numpy
 
 __all__ = ["cg_normal"]
 
@@ -80,36 +81,34 @@ def cg_normal(A: Any, B: Any, C: Any, *, tol: float = 1e-10, max_iter: int = 100
     timer = Timer()
     tol = check_positive("tol", tol)
     max_iter = check_int("max_iter", max_iter)
-    prep = prepare(A, B, C, dtype=dtype, keep_sparse=True)
+    prep = prepare(A, B, C, dtype=dtype, keep_sparse=True, native=True)
     d, n, dp, nq = prep.shape
     bal = balance(prep)                  # unit-scale blocks: exact, undone at the end
     ref = bal.reference(check_reference(reference, dp, nq))
-    dt = prep.dtype
     A_ = bal.A
     At = A_.T
-    Bt = np.ascontiguousarray(to_dense(bal.B).T)  # n x d'
+    Bt = copy(to_dense(bal.B).T)         # n x d'
     C_ = bal.C
+    xp = namespace(C_)
 
-    X = np.zeros((d, dp), dtype=dt)  # X = W^T
-    R = matmat(A_, Bt).astype(dt, copy=False)  # residual of the normal equations at X = 0
-    P = R.copy()
-    rr = np.einsum("ij,ij->j", R, R)
+    X = xp.zeros((d, dp), dtype=C_.dtype, device=device_of(C_))  # X = W^T
+    R = xp.astype(matmat(A_, Bt), C_.dtype)  # residual of the normal equations at X = 0
+    P = copy(R)
+    rr = xp.sum(R * R, axis=0)
     products = 1
-    D = np.zeros((dp, nq), dtype=dt)
+    D = xp.zeros((dp, nq), dtype=C_.dtype, device=device_of(C_))
     stop = StopRule(tol, max_iter, ref, timer)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for _ in range(max_iter):
             T = matmat(At, P)  # A^T P, n x d'
-            pq = np.einsum("ij,ij->j", T, T)  # p^T A A^T p >= 0 by construction
+            pq = xp.sum(T * T, axis=0)  # p^T A A^T p >= 0 by construction
             Q = matmat(A_, T)
             products += 2
-            alpha = np.zeros_like(rr)
-            np.divide(rr, pq, out=alpha, where=pq > 0)  # pq = 0 only when p = 0 (row done)
+            alpha = _ratio(xp, rr, pq)  # pq = 0 only when p = 0 (that row is done)
             X += P * alpha
             R -= Q * alpha
-            rr_new = np.einsum("ij,ij->j", R, R)
-            beta = np.zeros_like(rr)
-            np.divide(rr_new, rr, out=beta, where=rr > 0)
+            rr_new = xp.sum(R * R, axis=0)
+            beta = _ratio(xp, rr_new, rr)
             P *= beta
             P += R
             rr = rr_new
@@ -119,12 +118,19 @@ def cg_normal(A: Any, B: Any, C: Any, *, tol: float = 1e-10, max_iter: int = 100
     if stop.diverged:  # keep the last finite iterate; the status says what happened
         D, W = D_old, None
     else:
-        W = wrap_like(bal.W(np.ascontiguousarray(X.T)), prep)
+        W = wrap_like(bal.W(copy(X.T)), prep)
     stop.history.change[:] = [np.ldexp(c, bal.d_exponent) for c in stop.history.change]
+    rr = to_numpy(rr).astype(np.float64)
     return SolveResult(
         D=wrap_like(bal.D(D), prep), W=W, method="cg", iterations=len(stop.history.change),
         code=stop.code(), status=stop.status(),
         history=stop.history, seconds=timer(), floats_sent_per_worker=0,
         info={"products": products, "normal_residuals": np.sqrt(np.maximum(rr, 0)).tolist()})
+
+
+def _ratio(xp, num, den):
+    """num / den entrywise, 0 where den is 0 (no division by zero is evaluated)."""
+    ok = den > 0
+    return xp.where(ok, num / xp.where(ok, den, xp.ones_like(den)), xp.zeros_like(num))
 
 

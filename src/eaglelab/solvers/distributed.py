@@ -27,6 +27,7 @@ import numpy as np
 from eaglelab.solvers._inputs import check_int, check_reference, prepare, wrap_like
 from eaglelab.solvers._result import SolveResult, StopRule, Timer
 from eaglelab.solvers._update import DenseWorkspace, dense_update
+from eaglelab.solvers._xp import asarray_like, copy, device_of, namespace, traps
 from eaglelab.solvers.eagle import check_eagle_options
 
 __all__ = ["eagle_distributed", "distributed_gd", "partition_columns", "check_partition",
@@ -98,12 +99,12 @@ class LocalBlock:
                  rescale: bool = True, freeze_tol: float | None = None) -> None:
         self.A, self.B = A_mu, B_mu
         self.eta, self.gamma, self.rescale, self.freeze_tol = eta, gamma, rescale, freeze_tol
-        self.ws = DenseWorkspace(A_mu.shape[0], A_mu.shape[1], A_mu.dtype)
+        self.ws = DenseWorkspace(A_mu.shape[0], A_mu.shape[1])
         self.ws.freeze_requested = eta == 0
         self.frozen_at: int | None = None      # the round after which A^mu stopped changing
 
-    def step(self, C: np.ndarray, D: np.ndarray, round_: int) -> None:
-        with np.errstate(over="raise", invalid="raise"):
+    def step(self, C, D, round_: int) -> None:
+        with traps(namespace(self.A)):
             _, iso = dense_update(self.A, self.B, C, D, self.eta, self.gamma, self.ws,
                                   normalise=self.rescale, update_AB=self.eta > 0,
                                   want_iso=self.freeze_tol is not None)
@@ -142,7 +143,7 @@ def distributed_gd(A, B, C, *, workers: int | None = None, partition=None, gamma
 def _run(A, B, C, *, workers, partition, eta, gamma, tol, max_iter, reference, freeze_tol,
          rescale, dtype, callback, method) -> SolveResult:
     timer = Timer()
-    prep = prepare(A, B, C, dtype=dtype)
+    prep = prepare(A, B, C, dtype=dtype, native=True)
     d, n, dp, np_ = prep.shape
     eta, gamma, tol, max_iter, freeze_tol = check_distributed_options(
         "gd" if method == "distributed_gd" else "eagle", eta, gamma, tol, max_iter, freeze_tol)
@@ -156,24 +157,25 @@ def _run(A, B, C, *, workers, partition, eta, gamma, tol, max_iter, reference, f
     else:
         blocks = check_partition(partition, n)
     M = len(blocks)
-    dt = prep.dtype
+    xp = namespace(prep.A)
     local = []
     for J in blocks:
-        A_mu = np.array(prep.A[:, J], dtype=dt, order="C")
-        if not np.any(A_mu):
+        J_ = asarray_like(np.asarray(J), prep.A)
+        A_mu = copy(prep.A[:, J_])
+        if not bool(xp.any(A_mu != 0)):
             raise ValueError(f"worker {len(local)} holds an all-zero block of A; repartition")
-        local.append(LocalBlock(A_mu, np.array(prep.B[:, J], dtype=dt, order="C"), eta=eta,
+        local.append(LocalBlock(A_mu, copy(prep.B[:, J_]), eta=eta,
                                 gamma=gamma, rescale=rescale, freeze_tol=freeze_tol))
-    C_ = np.array(prep.C, dtype=dt, order="C")
-    D_ = np.zeros((dp, np_), dtype=dt)
-    stop = StopRule(tol, max_iter, ref, timer)
+    C_ = copy(prep.C)
+    D_ = xp.zeros((dp, np_), dtype=C_.dtype, device=device_of(C_))
+    stop = StopRule(tol, max_iter, ref, timer, guard=True)
     for l in range(max_iter):
-        D_old = D_.copy()
-        C_sum = np.zeros_like(C_)
-        D_sum = np.zeros_like(D_)
+        D_old = copy(D_)
+        C_sum = xp.zeros_like(C_)
+        D_sum = xp.zeros_like(D_)
         try:
             for worker in local:
-                C_mu, D_mu = (C_, D_) if M == 1 else (C_.copy(), D_.copy())
+                C_mu, D_mu = (C_, D_) if M == 1 else (copy(C_), copy(D_))
                 worker.step(C_mu, D_mu, l)
                 if M > 1:
                     C_sum += C_mu
@@ -181,8 +183,8 @@ def _run(A, B, C, *, workers, partition, eta, gamma, tol, max_iter, reference, f
         except FloatingPointError as exc:
             stop.fail(f"diverged at round {l + 1}: {exc}; reduce eta/gamma")
         if M > 1 and stop.failure is None:
-            np.multiply(C_sum, 1.0 / M, out=C_)
-            np.multiply(D_sum, 1.0 / M, out=D_)
+            C_[...] = C_sum * (1.0 / M)
+            D_[...] = D_sum * (1.0 / M)
         if callback is not None:
             callback(l, C_, D_)
         if stop.failure or stop.record(D_, D_old):
@@ -193,7 +195,7 @@ def _run(A, B, C, *, workers, partition, eta, gamma, tol, max_iter, reference, f
     info: dict[str, Any] = {"workers": M, "eta": eta, "gamma": gamma}
     if freeze_tol is not None:
         info["frozen_at"] = frozen_at
-    return SolveResult(D=wrap_like(D_old if stop.diverged else D_, prep), method=method,
+    return SolveResult(D=wrap_like(D_old if stop.diverged else stop.final(D_), prep), method=method,
                        iterations=rounds, code=stop.code(),
                        status=stop.status(), history=stop.history,
                        seconds=timer(), floats_sent_per_worker=per_worker,

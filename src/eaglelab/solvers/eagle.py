@@ -16,6 +16,7 @@ import numpy as np
 from eaglelab.solvers._inputs import check_int, check_positive, check_reference, prepare, wrap_like
 from eaglelab.solvers._result import SolveResult, StopRule, Timer
 from eaglelab.solvers._update import DenseWorkspace, dense_update, sketched_update
+from eaglelab.solvers._xp import asarray_like, copy, device_of, namespace, traps
 from eaglelab.solvers.schedule import Schedule
 
 __all__ = ["eagle", "draw_sketch", "SKETCHES"]
@@ -53,7 +54,10 @@ def eagle(A, B, C, *, eta: float = 1 / 3, gamma: float = 1.0, tol: float = 1e-10
 
     Parameters
     ----------
-    A, B, C : array-like (numpy, scipy.sparse, torch), shapes d x n, d' x n, d x n'.
+    A, B, C : array-like (numpy, scipy.sparse, torch), shapes d x n, d' x n, d x n'.  With
+        any torch tensor among them EAGLE runs in torch on that tensor's device (CPU or
+        CUDA), in its dtype; otherwise in numpy.  Sketches are drawn by numpy from `seed`
+        either way (the same sketches on every device) and moved to the device.
     eta, gamma : step constants relative to rho = 1/||A_l S||_2^2 (proof defaults 1/3 and 1).
     tol : stop when ||D_l - D_{l-1}||_F <= tol * ||D_l||_F.
     max_iter : iteration limit (max_iter = 1 runs exactly one UPDATE).
@@ -67,14 +71,15 @@ def eagle(A, B, C, *, eta: float = 1 / 3, gamma: float = 1.0, tol: float = 1e-10
         invariant under this, so it changes rounding only.
     freeze_tol : dense only; once ||A_l - A_l A_l^T A_l||_F^2 < freeze_tol (A_l a partial
         isometry) stop updating A and B (the accelerated variant; later steps cost O(d^2 n')).
-    callback : called as callback(l, A_l, B_l, C_l, D_l) after every step (views, do not keep).
+    callback : called as callback(l, A_l, B_l, C_l, D_l) after every step (views in the
+        computing array type, do not keep).
 
     Returns
     -------
     SolveResult with D (d' x n') in the input's array type; W is None.
     """
     timer = Timer()
-    prep = prepare(A, B, C, dtype=dtype)
+    prep = prepare(A, B, C, dtype=dtype, native=True)
     d, n, dp, np_ = prep.shape
     tol, max_iter, eta, gamma, freeze_tol = check_eagle_options(tol, max_iter, eta, gamma,
                                                                 freeze_tol)
@@ -96,28 +101,29 @@ def eagle(A, B, C, *, eta: float = 1 / 3, gamma: float = 1.0, tol: float = 1e-10
         raise ValueError("r is a sketch size; pass sketch='orthogonal' or 'rows' with it")
 
     dt = prep.dtype
-    A_, B_ = np.array(prep.A, dtype=dt, order="C"), np.array(prep.B, dtype=dt, order="C")
-    C_ = np.array(prep.C, dtype=dt, order="C")
-    D_ = np.zeros((dp, np_), dtype=dt)
-    stop = StopRule(tol, max_iter, ref, timer,
+    A_, B_, C_ = copy(prep.A), copy(prep.B), copy(prep.C)
+    xp = namespace(A_)
+    D_ = xp.zeros((dp, np_), dtype=A_.dtype, device=device_of(A_))
+    stop = StopRule(tol, max_iter, ref, timer, guard=schedule is None,
                     patience=1 if sketch is None else -(-n // r))   # ceil(n / r) for a sketch
-    ws = DenseWorkspace(d, n, dt)
+    ws = DenseWorkspace(d, n)
     rng = np.random.default_rng(seed)
     frozen_at = None
     method = "eagle" if sketch is None else f"eagle_sketched_{sketch}"
     for l in range(max_iter):
-        D_old = D_.copy()
+        D_old = copy(D_)
         try:
-            with np.errstate(over="raise", invalid="raise"):
+            with traps(xp):
                 if schedule is not None:
                     S = schedule.sketches[l]
                     step = (schedule.step_A[l], schedule.step_C[l])
                     if S is None:
                         dense_update(A_, B_, C_, D_, step[0], step[1], ws, rho=1.0, normalise=False)
                     else:
-                        sketched_update(A_, B_, C_, D_, S.astype(dt), step[0], step[1], rho=1.0)
+                        sketched_update(A_, B_, C_, D_, asarray_like(S, A_), step[0], step[1],
+                                        rho=1.0)
                 elif sketch is not None:
-                    S = draw_sketch(sketch, n, r, rng, dt)
+                    S = asarray_like(draw_sketch(sketch, n, r, rng, dt), A_)
                     sketched_update(A_, B_, C_, D_, S, eta, gamma)
                 else:
                     _, iso = dense_update(A_, B_, C_, D_, eta, gamma, ws, normalise=rescale,
@@ -126,14 +132,14 @@ def eagle(A, B, C, *, eta: float = 1 / 3, gamma: float = 1.0, tol: float = 1e-10
                         ws.freeze_requested = True
                         frozen_at = l + 1
         except FloatingPointError as exc:
-            D_[...] = np.nan
+            D_[...] = float("nan")
             stop.fail(f"diverged at iteration {l + 1}: {exc}; reduce eta/gamma")
         if callback is not None:
             callback(l, A_, B_, C_, D_)
         if stop.failure or stop.record(D_, D_old):
             break
     status = stop.status()
-    D_out = D_ if not stop.diverged else D_old
+    D_out = stop.final(D_) if not stop.diverged else D_old
     info: dict[str, Any] = {"eta": eta, "gamma": gamma}
     if sketch is not None:
         info.update(r=r, sketch=sketch)

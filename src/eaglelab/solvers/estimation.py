@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from eaglelab.solvers._inputs import check_int, check_positive, prepare, wrap_like
+from eaglelab.solvers._inputs import check_int, check_positive, check_reference, prepare, wrap_like
 from eaglelab.solvers._result import SolveResult, StopRule, Timer
 from eaglelab.solvers._update import lambda_max
+from eaglelab.solvers._xp import copy, device_of, namespace
 
 __all__ = ["eagle_estimate"]
 
@@ -31,29 +32,26 @@ def eagle_estimate(A, B, C=None, *, eta: float = 1 / 3, gamma: float = 1.0, tol:
     reference : W* (d' x d) to record the relative error of W per iteration.
     The stopping rule is the shared one applied to W (||W_k - W_{k-1}||_F <= tol ||W_k||_F).
     callback(k, W_k, P_k) is called after every step.
-    Returns a SolveResult whose W is the estimate and D = W C (None without C).
+    Returns a SolveResult whose W is the estimate and D = W C (None without C).  Torch
+    input computes in torch on its device, as `eagle` does.
     """
     timer = Timer()
     C_in = C if C is not None else np.zeros((np.shape(A)[0], 1))
-    prep = prepare(A, B, C_in, dtype=dtype)
+    prep = prepare(A, B, C_in, dtype=dtype, native=True)
     d, n, dp, _ = prep.shape
     tol = check_positive("tol", tol)
     max_iter = check_int("max_iter", max_iter)
     eta = check_positive("eta", eta, allow_zero=True)
     gamma = check_positive("gamma", gamma)
-    ref = None
-    if reference is not None:
-        ref = np.asarray(reference, dtype=np.float64)
-        if ref.shape != (dp, d):
-            raise ValueError(f"reference W* has shape {ref.shape}; it must be d' x d = {(dp, d)}")
-    dt = prep.dtype
-    A_, B_ = np.array(prep.A, dtype=dt), np.array(prep.B, dtype=dt)
-    P = np.eye(d, dtype=dt)
-    W = np.zeros((dp, d), dtype=dt)
-    stop = StopRule(tol, max_iter, ref, timer)
+    ref = check_reference(reference, dp, d, name="reference W*", shape_name="d' x d")
+    A_, B_ = copy(prep.A), copy(prep.B)
+    xp = namespace(A_)
+    P = xp.eye(d, dtype=A_.dtype, device=device_of(A_))
+    W = xp.zeros((dp, d), dtype=A_.dtype, device=device_of(A_))
+    stop = StopRule(tol, max_iter, ref, timer, guard=True)
     v = None
     for k in range(max_iter):
-        W_old = W.copy()
+        W_old = copy(W)
         G = A_ @ A_.T
         lam, v = lambda_max(G, v)
         if not np.isfinite(lam) or lam <= 0:
@@ -72,6 +70,7 @@ def eagle_estimate(A, B, C=None, *, eta: float = 1 / 3, gamma: float = 1.0, tol:
             callback(k, W, P)
         if stop.record(W, W_old):
             break
+    W = stop.final(W)
     D = W @ prep.C if C is not None else None
     return SolveResult(D=wrap_like(D, prep), W=wrap_like(W, prep), method="eagle_estimate",
                        iterations=len(stop.history.change),

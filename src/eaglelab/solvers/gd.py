@@ -47,6 +47,7 @@ import scipy.linalg
 from eaglelab.solvers._inputs import check_int, check_positive, check_reference, prepare
 from eaglelab.solvers._kernels import finish_w_iteration, matmat, power_sigma_max
 from eaglelab.solvers._result import SolveResult, StopRule, Timer
+from eaglelab.solvers._xp import asarray_like, copy, device_of, eps, namespace
 
 __all__ = ["gradient_descent", "RIDGE_FACTOR"]
 
@@ -106,14 +107,14 @@ def gradient_descent(A: Any, B: Any, C: Any, *, tol: float = 1e-10, max_iter: in
         step = check_positive("step", step)
     if ridge is not None:
         ridge = check_positive("ridge", ridge, allow_zero=True)
-    prep = prepare(A, B, C, dtype=dtype)
+    prep = prepare(A, B, C, dtype=dtype, native=True)
     d, n, dp, nq = prep.shape
     ref = check_reference(reference, dp, nq)
-    dt = prep.dtype
-    A_ = np.ascontiguousarray(prep.A)
+    A_ = copy(prep.A)
     At = A_.T
-    Bt = np.ascontiguousarray(prep.B.T)
+    Bt = copy(prep.B.T)
     C_ = prep.C
+    xp = namespace(C_)
     rng = np.random.default_rng(seed)
 
     sigma, p_iters = power_sigma_max(A_, power_iters, rng)
@@ -130,8 +131,8 @@ def gradient_descent(A: Any, B: Any, C: Any, *, tol: float = 1e-10, max_iter: in
         step = 1.0 / (sigma**2 + ridge)
     info.update(step=step, ridge=ridge)
 
-    Wt = np.zeros((d, dp), dtype=dt)  # W^T
-    D = np.zeros((dp, nq), dtype=dt)
+    Wt = xp.zeros((d, dp), dtype=C_.dtype, device=device_of(C_))  # W^T
+    D = xp.zeros((dp, nq), dtype=C_.dtype, device=device_of(C_))
     stop = StopRule(tol, max_iter, ref, timer)
     with np.errstate(over="ignore", invalid="ignore"):
         for _ in range(max_iter):
@@ -154,37 +155,38 @@ def _numerically_rank_deficient(A: np.ndarray, k: int, rng: np.random.Generator
         return True, f"d = {d} > n = {n}, so A A^T is singular", None
     lo, hi = _lanczos_extremes(A, k, rng)
     ratio = lo / hi if hi > 0 else 0.0
-    thresh = max(d, n) * float(np.finfo(A.dtype).eps)
+    thresh = max(d, n) * eps(A)
     if ratio <= thresh:
         return True, (f"Lanczos ({k} steps) found lambda_min/lambda_max of A A^T <= "
                       f"{ratio:.1e} <= {thresh:.1e}"), ratio
     return False, f"no rank deficiency found by {k} Lanczos steps", ratio
 
 
-def _lanczos_extremes(A: np.ndarray, k: int, rng: np.random.Generator) -> tuple[float, float]:
+def _lanczos_extremes(A: Any, k: int, rng: np.random.Generator) -> tuple[float, float]:
     """Smallest and largest Ritz values of A A^T after <= k Lanczos steps with full
-    reorthogonalisation (theta_min >= lambda_min, theta_max <= lambda_max)."""
+    reorthogonalisation (theta_min >= lambda_min, theta_max <= lambda_max); the vectors
+    live in float64 on A's device, the small tridiagonal problem is solved by scipy."""
+    xp = namespace(A)
     d = A.shape[0]
-    V = np.zeros((k, d), dtype=np.float64)
+    f64 = xp.float64
+    V = xp.zeros((k, d), dtype=f64, device=device_of(A))
     alphas: list[float] = []
     betas: list[float] = []
-    v = rng.standard_normal(d)
-    v /= np.linalg.norm(v)
+    v = asarray_like(rng.standard_normal(d), A, dtype=f64)
+    v = v / float(xp.linalg.vector_norm(v))
     scale = 0.0
     for j in range(k):
-        V[j] = v
-        w = (A @ (A.T @ v.astype(A.dtype, copy=False))).astype(np.float64)
+        V[j, :] = v
+        w = xp.astype(A @ (A.T @ xp.astype(v, A.dtype)), f64)
         coef = V[: j + 1] @ w
-        w -= V[: j + 1].T @ coef
-        w -= V[: j + 1].T @ (V[: j + 1] @ w)  # second pass: orthogonality to round-off
+        w = w - V[: j + 1].T @ coef
+        w = w - V[: j + 1].T @ (V[: j + 1] @ w)  # second pass: orthogonality to round-off
         alphas.append(float(coef[j]))
-        b = float(np.linalg.norm(w))
-        scale = max(scale, abs(coef[j]), b)
+        b = float(xp.linalg.vector_norm(w))
+        scale = max(scale, abs(alphas[-1]), b)
         if j == k - 1 or b <= 1e-14 * scale:  # budget spent, or invariant subspace found
             break
         betas.append(b)
         v = w / b
     theta = scipy.linalg.eigvalsh_tridiagonal(np.array(alphas), np.array(betas))
     return max(float(theta[0]), 0.0), float(theta[-1])
-
-

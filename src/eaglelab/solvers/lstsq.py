@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
+import torch
 
 from eaglelab.solvers._inputs import check_reference, prepare, wrap_like
 from eaglelab.solvers._kernels import final_history
@@ -44,7 +45,9 @@ def lstsq(A: Any, B: Any, C: Any, *, reference: Any = None, driver: str = "gelsd
     reference : array-like, optional
         D* (d' x n'); when given, the relative error ||D - D*||_F / ||D*||_F is recorded.
     driver : {"gelsd", "gelsy", "gelss"}
-        LAPACK driver of `scipy.linalg.lstsq`; all three are rank revealing.
+        LAPACK driver of `scipy.linalg.lstsq` for numpy input; all three are rank
+        revealing.  Torch input is solved on its device by the thin SVD of A
+        (`torch.linalg.svd`, the GPU's "SVD solver") with the same cut-off.
     dtype : optional
         float32 or float64 to force a precision (default: the inputs' common precision).
 
@@ -67,17 +70,23 @@ def lstsq(A: Any, B: Any, C: Any, *, reference: Any = None, driver: str = "gelsd
     if driver not in LSTSQ_DRIVERS:
         raise ValueError(f"driver={driver!r} is not a rank-revealing LAPACK driver; "
                          f"use one of {LSTSQ_DRIVERS}")
-    prep = prepare(A, B, C, dtype=dtype)
+    prep = prepare(A, B, C, dtype=dtype, native=True)
     d, n, dp, nq = prep.shape
     ref = check_reference(reference, dp, nq)
     dt = prep.dtype
     rcond = max(d, n) * float(np.finfo(dt).eps)
-    Wt, _, rank, _ = scipy.linalg.lstsq(prep.A.T, prep.B.T, cond=rcond, lapack_driver=driver,
-                                         check_finite=False)
-    W = np.ascontiguousarray(Wt.T, dtype=dt)
-    D = (W @ prep.C).astype(dt, copy=False)
+    if isinstance(prep.A, torch.Tensor):
+        W, rank = _svd_solve(prep.A, prep.B, rcond)
+        driver = "svd (torch.linalg)"
+        D = W @ prep.C
+        finite = bool(torch.isfinite(D).all())
+    else:
+        Wt, _, rank, _ = scipy.linalg.lstsq(prep.A.T, prep.B.T, cond=rcond,
+                                             lapack_driver=driver, check_finite=False)
+        W = np.ascontiguousarray(Wt.T, dtype=dt)
+        D = (W @ prep.C).astype(dt, copy=False)
+        finite = bool(np.all(np.isfinite(D)))
     history = final_history(D, ref, timer)
-    finite = bool(np.all(np.isfinite(D)))
     return SolveResult(
         D=wrap_like(D, prep), W=wrap_like(W, prep), method="lstsq", iterations=1,
         code=Status.CONVERGED if finite else Status.NONFINITE,
@@ -85,5 +94,15 @@ def lstsq(A: Any, B: Any, C: Any, *, reference: Any = None, driver: str = "gelsd
         "failed: the LAPACK solve produced non-finite values; rescale A and B",
         history=history, seconds=timer(), floats_sent_per_worker=0,
         info={"driver": driver, "rcond": rcond, "rank": int(rank)})
+
+
+def _svd_solve(A: torch.Tensor, B: torch.Tensor, rcond: float) -> tuple[torch.Tensor, int]:
+    """W = B A^+ from the thin SVD of A on A's device, singular values below
+    rcond * sigma_max treated as zero (gelsd's rule): (W (d' x d), numerical rank)."""
+    U, s, Vh = torch.linalg.svd(A, full_matrices=False)
+    keep = s > rcond * s[0]
+    inv = torch.where(keep, 1.0 / torch.where(keep, s, torch.ones_like(s)), torch.zeros_like(s))
+    W = ((B @ Vh.T) * inv) @ U.T
+    return W, int(keep.sum())
 
 
