@@ -22,6 +22,8 @@ def train(
     out: Annotated[Path | None, typer.Option(help="run folder (must not exist)")] = None,
     resume: Annotated[Path | None, typer.Option(help="continue the run in this folder")] = None,
     quiet: Annotated[bool, typer.Option(help="no live progress display")] = False,
+    device: Annotated[str | None, typer.Option(
+        help="cpu | cuda | cuda:N (train.device; with --resume a run moves device)")] = None,
     overrides: Annotated[list[str] | None, typer.Argument(
         help="section.field=value settings, e.g. train.batch=512 model.layers=3")] = None,
 ) -> None:
@@ -37,6 +39,8 @@ def train(
             fail(f"override {item!r} is not of the form section.field=value")
         key, value = item.split("=", 1)
         pairs[key] = value
+    if device is not None:
+        pairs["train.device"] = device
     try:
         run_dir = cli_train(regime, seeds, steps, resume or out, resume=resume is not None,
                             overrides=pairs, quiet=quiet)

@@ -98,18 +98,20 @@ def _write(dX: torch.Tensor, cols: torch.Tensor | None, g: int, part: torch.Tens
 
 
 def _forward(Z0, D, gram: Gram, d, n):
-    """Forward of one chunk of prompts Z0 (K, B, T, W); returns (err, saved)."""
+    """Forward of one chunk of prompts Z0 (K, B, T, W); returns (err, saved).  With one
+    all-column group the operations and their order are those of the ungrouped kernel
+    (bit-identical results)."""
     G, V, bias, cols = gram
     K, B, T, W = Z0.shape
     L, groups, R, HgR = G.shape[1], G.shape[2], G.shape[3], G.shape[-1]
     Hg, KB, dp = HgR // R, K * B, T - d
-    rowmask = torch.zeros(1, T, 1, dtype=Z0.dtype)
+    rowmask = torch.zeros(1, T, 1, dtype=Z0.dtype, device=Z0.device)
     rowmask[:, :d] = 1
     Z = Z0.reshape(KB, T, W)
     saved = []
     for l in range(L - 1):
         Zm = Z * rowmask                                             # query rows zeroed
-        Z_new = Z.reshape(K, B * T, W).clone()
+        Z_new = None
         per_group = []
         for g in range(groups):
             Zg, Zmg = _read(Z, cols, g), _read(Zm, cols, g)          # (KB, T, R)
@@ -118,32 +120,54 @@ def _forward(Z0, D, gram: Gram, d, n):
             if bias is not None:
                 _add_bias(Q.view(K, B, T, HgR), bias[:, l], d)
             P = torch.bmm(Q.view(KB, T * Hg, R), M)                  # (KB, T Hg, R)
-            Z_new.baddbmm_(P.view(K, B * T, HgR), V[:, l, g])
+            Z_new = _accumulate(Z_new, Z.view(K, B * T, W), P.view(K, B * T, HgR),
+                                V[:, l, g])
             per_group.append((Zg, Zmg, M, Q, P))
         saved.append(per_group)
         Z = Z_new.view(KB, T, W)
     # last layer: the d' query rows and the n' columns of the D slot only
     Zm = Z * rowmask
-    Zq = Z[:, d:]
-    out = Zq[:, :, n:].reshape(K, B * dp, W - n).clone()
+    Zq = Z[:, d:].reshape(K, B * dp, W)
+    out = None
     per_group = []
     for g in range(groups):
-        Zmg, Zqg = _read(Zm, cols, g), _read(Zq, cols, g).reshape(K, B * dp, R)
+        Zmg, Zqg = _read(Zm, cols, g), _read(Zq, cols, g)
         M = torch.bmm(Zmg.transpose(1, 2), Zmg)
         Qq = torch.bmm(Zqg, G[:, L - 1, g])
         if bias is not None:
             Qq += bias[:, L - 1, :, 1].reshape(K, 1, HgR)
         Pq = torch.bmm(Qq.view(KB, dp * Hg, R), M)
-        out.baddbmm_(Pq.view(K, B * dp, HgR), V[:, L - 1, g, :, n:])
+        out = _accumulate(out, Zq[:, :, n:], Pq.view(K, B * dp, HgR), V[:, L - 1, g, :, n:])
         per_group.append((Zqg, Zmg, M, Qq, Pq))
     err = out.neg_().sub_(D.reshape(K, B * dp, W - n))              # prediction - D
     saved.append(per_group)
     return err, saved
 
 
+def _accumulate(acc, base, P, V):
+    """base + P V for the first group (acc None), else acc += P V."""
+    return torch.baddbmm(base, P, V) if acc is None else acc.baddbmm_(P, V)
+
+
+def _add_dz(dZ, cols, g, dQ, Gl, Zmg, dM) -> None:
+    """dZ (KB, T, W)[..., R_g] += dQ G_g^T + Zm_g (dM + dM^T) (dQ None: only the M term),
+    in the ungrouped kernel's order when there is one all-column group."""
+    K = Gl.shape[0]
+    if cols is None:
+        if dQ is not None:
+            dZ.view(K, -1, dZ.shape[-1]).baddbmm_(dQ, Gl.transpose(1, 2))
+        dZ.baddbmm_(Zmg, dM).baddbmm_(Zmg, dM.transpose(1, 2))
+        return
+    part = torch.bmm(Zmg, dM).baddbmm_(Zmg, dM.transpose(1, 2))
+    if dQ is not None:
+        part.view(K, -1, part.shape[-1]).baddbmm_(dQ, Gl.transpose(1, 2))
+    dZ.index_add_(2, cols[g], part)
+
+
 def _backward(saved, dout, gram: Gram, d, n, dG, dV, dbias):
     """Backward of one chunk given dout = d loss / d out (K, B d', n'); adds into dG, dV
-    and dbias (shaped like G, V, bias)."""
+    and dbias (shaped like G, V, bias).  Every group's dV, dP, dG of a layer are formed
+    from that layer's incoming dZ before dZ is updated in place."""
     G, V, bias, cols = gram
     K, L, groups, R, HgR = G.shape
     Hg = HgR // R
@@ -151,11 +175,8 @@ def _backward(saved, dout, gram: Gram, d, n, dG, dV, dbias):
     KB, T = saved[-1][0][1].shape[:2]                               # Zm_g (KB, T, R)
     B, dp = KB // K, T - d
     Bdp = dout.shape[1]
-    dZq = dZ = None
-    if L > 1:
-        dZq = dout.new_zeros(KB, dp, W)
-        dZ = dout.new_zeros(KB, T, W)
-    for g, (Zqg, Zmg, M, Qq, Pq) in enumerate(saved[-1]):
+    last = []
+    for g, (Zqg, _, M, _, Pq) in enumerate(saved[-1]):
         Gl, Vl = G[:, L - 1, g], V[:, L - 1, g]
         dV[:, L - 1, g, :, n:].baddbmm_(Pq.view(K, Bdp, HgR).transpose(1, 2), dout)
         dPq = torch.bmm(dout, Vl[:, :, n:].transpose(1, 2)).view(KB, dp * Hg, R)
@@ -163,18 +184,21 @@ def _backward(saved, dout, gram: Gram, d, n, dG, dV, dbias):
         dG[:, L - 1, g].baddbmm_(Zqg.transpose(1, 2), dQq)
         if bias is not None:
             dbias[:, L - 1, :, 1] += dQq.sum(dim=1).view(K, -1, W)
-        if L == 1:
-            continue
-        _write(dZq, cols, g, torch.bmm(dQq, Gl.transpose(1, 2)).view(KB, dp, R))
-        dM = torch.bmm(Qq.view(KB, dp * Hg, R).transpose(1, 2), dPq)
-        _write(dZ, cols, g, torch.baddbmm(torch.bmm(Zmg, dM), Zmg, dM.transpose(1, 2)))
+        last.append((dPq, dQq))
     if L == 1:
         return
-    dZq[:, :, n:] += dout.view(KB, dp, W - n)
-    dZ[:, d:] += dZq
+    dZq = dout.new_zeros(K, Bdp, W)
+    for g, (_, dQq) in enumerate(last):
+        _write(dZq, cols, g, torch.bmm(dQq, G[:, L - 1, g].transpose(1, 2)))
+    dZq[:, :, n:] += dout
+    dZ = dout.new_zeros(KB, T, W)
+    dZ[:, d:] = dZq.view(KB, dp, W)
+    for g, ((_, Zmg, _, Qq, _), (dPq, _)) in enumerate(zip(saved[-1], last, strict=True)):
+        dM = torch.bmm(Qq.view(KB, dp * Hg, R).transpose(1, 2), dPq)
+        _add_dz(dZ, cols, g, None, G[:, L - 1, g], Zmg, dM)
     for l in range(L - 2, -1, -1):
         dZf = dZ.view(K, B * T, W)
-        dZ_prev = dZ.clone() if l > 0 else None                      # dZ' + what follows
+        pending = []
         for g, (Zg, Zmg, M, Q, P) in enumerate(saved[l]):
             Gl, Vl = G[:, l, g], V[:, l, g]
             dV[:, l, g].baddbmm_(P.view(K, B * T, HgR).transpose(1, 2), dZf)
@@ -187,11 +211,9 @@ def _backward(saved, dout, gram: Gram, d, n, dG, dV, dbias):
                 dbias[:, l, :, 1] += q[:, :, d:].sum(dim=(1, 2))
             if l > 0:
                 dM = torch.bmm(Q.view(KB, T * Hg, R).transpose(1, 2), dP)
-                part = torch.bmm(dQ, Gl.transpose(1, 2)).view(KB, T, R)
-                part.baddbmm_(Zmg, dM).baddbmm_(Zmg, dM.transpose(1, 2))
-                _write(dZ_prev, cols, g, part)
-        if l > 0:
-            dZ = dZ_prev
+                pending.append((g, dQ, Gl, Zmg, dM))
+        for g, dQ, Gl, Zmg, dM in pending:                           # dZ' -> dZ in place
+            _add_dz(dZ, cols, g, dQ, Gl, Zmg, dM)
 
 
 class _FusedLoss(torch.autograd.Function):
@@ -205,7 +227,7 @@ class _FusedLoss(torch.autograd.Function):
         dp, npr = T - d, W - n
         scale = 1.0 / (B * dp * npr)
         gram = Gram(G, V, bias, cols)
-        total = torch.zeros(K, dtype=Z0.dtype)
+        total = torch.zeros(K, dtype=Z0.dtype, device=Z0.device)
         grads = None
         if need_grad:
             grads = (torch.zeros_like(G), torch.zeros_like(V),

@@ -98,8 +98,9 @@ def _compact(model, mask: torch.Tensor, groups: int, per_group: int):
     width = max(int(live.sum(-1).max()), 1)
     # per group: live heads first (in index order), then dead ones; keep the first `width`
     order = torch.argsort((~live).to(torch.int8), dim=-1, stable=True)[..., :width]
-    keep = (order + torch.arange(groups).view(1, 1, groups, 1) * per_group).reshape(K, L, -1)
-    where = torch.full((K, L, H), -1, dtype=torch.long)
+    base = torch.arange(groups, device=mask.device).view(1, 1, groups, 1) * per_group
+    keep = (order + base).reshape(K, L, -1)
+    where = torch.full((K, L, H), -1, dtype=torch.long, device=mask.device)
     where.scatter_(2, keep, torch.arange(keep.shape[2]).expand_as(keep).contiguous())
     return model.select_heads(keep), where
 

@@ -421,7 +421,8 @@ class LinearTransformer(nn.Module):
         """A new model holding only the listed seed positions (copies)."""
         idx = [k] if isinstance(k, int) else list(k)
         new = LinearTransformer(self.config, [self.seeds[i] for i in idx],
-                                dtype=self.theta.dtype, form=(self.qk_form, self.vp_form))
+                                dtype=self.theta.dtype, form=(self.qk_form, self.vp_form)
+                                ).to(self.theta.device)
         with torch.no_grad():
             new.theta.copy_(self.theta[idx])
             new.head_mask.copy_(self.head_mask[idx])
@@ -433,7 +434,7 @@ class LinearTransformer(nn.Module):
         first = models[0]
         seeds = [s for m in models for s in m.seeds]
         new = LinearTransformer(first.config, seeds, dtype=first.theta.dtype,
-                                form=(first.qk_form, first.vp_form))
+                                form=(first.qk_form, first.vp_form)).to(first.theta.device)
         with torch.no_grad():
             new.theta.copy_(torch.cat([m.theta for m in models]))
             new.head_mask.copy_(torch.cat([m.head_mask for m in models]))
@@ -469,7 +470,7 @@ class LinearTransformer(nn.Module):
         Hn = keep.shape[2]
         hpm = Hn // c.machines if c.regime == "distributed" else Hn
         new = LinearTransformer(c.with_heads(hpm), self.seeds, dtype=self.theta.dtype,
-                                form="auto")
+                                form="auto").to(self.theta.device)
         with torch.no_grad():
             new.theta.copy_(self.gather_heads(self.theta, keep, new))
             new.head_mask.copy_(torch.gather(self.head_mask, 2, keep))

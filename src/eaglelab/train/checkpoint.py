@@ -91,7 +91,7 @@ def atomic_save(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str
     """Write a safetensors file via a temporary file and os.replace."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    clean = {k: v.detach().contiguous().clone() for k, v in tensors.items()}
+    clean = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}  # any device
     save_file(clean, str(tmp), metadata={"format": FORMAT, **metadata,
                                          "sha256": tensors_digest(clean)})
     with open(tmp, "rb") as fh:

@@ -17,7 +17,13 @@ from eaglelab.train.checkpoint import (
     run_lock,
     write_text_atomic,
 )
-from eaglelab.train.config import RunConfig, replace_steps, resolve_config
+from eaglelab.train.config import (
+    EXECUTION_FIELDS,
+    RunConfig,
+    apply_overrides,
+    replace_steps,
+    resolve_config,
+)
 from eaglelab.train.loop import Progress, Trainer
 from eaglelab.train.runs import CONFIG
 
@@ -66,13 +72,20 @@ class _RichProgress:
                              rate=f"{p.steps_per_s:.1f}")
 
 
-def train_run(run_dir: Path, quiet: bool = False, steps: int | None = None) -> Path:
+def train_run(run_dir: Path, quiet: bool = False, steps: int | None = None,
+              execution: dict[str, str] | None = None) -> Path:
     """Run (or continue) the training described by run_dir/config.json, first extending it
-    to `steps` when that is larger than its configured steps.  ValueError when another
-    process is training that folder."""
+    to `steps` when that is larger than its configured steps and setting the execution
+    fields in `execution` (e.g. {"train.device": "cuda"}: a run moves between devices).
+    ValueError when another process is training that folder."""
     run_dir = Path(run_dir)
     with run_lock(run_dir):
         config = RunConfig.from_json((run_dir / CONFIG).read_text())
+        if execution:
+            sections = config.to_dict()
+            apply_overrides(sections, execution)
+            config = RunConfig.from_dict(sections)
+            write_text_atomic(run_dir / CONFIG, config.to_json())
         if steps is not None and steps > config.train.steps:
             # the old final weights are no longer final: until the longer run ends, readers
             # (load_run, the experiments' run cache) must see an unfinished run.  Removed
@@ -116,6 +129,8 @@ def _check_unchanged(run_dir: Path, config: RunConfig, saved: RunConfig) -> None
         for sec, value in replace_steps(c, 0).to_dict().items():
             items = value.items() if isinstance(value, dict) else [(None, value)]
             out.update({sec if k is None else f"{sec}.{k}": v for k, v in items})
+        for name in EXECUTION_FIELDS:        # where and how it computes may change
+            out.pop(f"train.{name}", None)
         return out
 
     a, b = flat(config), flat(saved)
@@ -199,13 +214,17 @@ def cli_train(regime: str | None, seeds: int | None, steps: int | None, out: str
         if seeds is not None and seeds != len(config.seeds):
             raise ValueError(f"--resume: the run in {out} has {len(config.seeds)} seeds, "
                              f"not {seeds}")
-        if overrides:
+        execution = {k: v for k, v in overrides.items()
+                     if k.startswith("train.") and k.split(".", 1)[1] in EXECUTION_FIELDS}
+        if set(overrides) - set(execution):
             raise ValueError("--resume continues a run with its saved config; overrides "
-                             f"{sorted(overrides)} are not allowed (only --steps may grow)")
+                             f"{sorted(set(overrides) - set(execution))} are not allowed "
+                             "(only --steps may grow, and the execution fields "
+                             f"{', '.join('train.' + f for f in EXECUTION_FIELDS)} may change)")
         if steps is not None and steps < config.train.steps:
             raise ValueError(f"--steps {steps} is smaller than the run's {config.train.steps}"
                              f"; resume can only extend a run")
-        return train_run(out, quiet=quiet, steps=steps)
+        return train_run(out, quiet=quiet, steps=steps, execution=execution)
     if regime is None:
         raise ValueError("--regime is required to start a run (or pass --resume RUN_DIR)")
     config = resolve_config(regime, 1 if seeds is None else seeds, steps, overrides)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 
 from eaglelab.models.config import REGIMES, ModelConfig
@@ -22,9 +23,13 @@ from eaglelab.tasks.scale import training_median
 from eaglelab.tasks.training import TrainingTaskConfig
 
 __all__ = ["TrainConfig", "EstimationTaskConfig", "RunConfig", "resolve_config",
-           "apply_overrides"]
+           "apply_overrides", "EXECUTION_FIELDS"]
 
 SAMPLERS = ("fast", "exact")
+# TrainConfig fields that choose HOW a run computes, not WHAT it computes: a run may resume,
+# and a cached run be reused, with other values (a checkpoint written on a GPU resumes on
+# the CPU); the results agree up to rounding
+EXECUTION_FIELDS = ("device", "threads", "prefetch", "malloc_tuning", "compile", "fused")
 DTYPES = ("float32", "float64")
 
 
@@ -68,6 +73,7 @@ class TrainConfig:
     fused: bool = True            # fused kernel with hand-written backward
     compile: bool = False         # torch.compile the loss (needs a C++ compiler; ~10-20 s)
     malloc_tuning: bool = True    # keep freed memory in the heap (no page-fault storms)
+    device: str = "cpu"           # "cpu", "cuda" or "cuda:N": where the model trains
 
     def __post_init__(self) -> None:
         positive = ("batch", "eval_size", "eval_every", "log_every", "checkpoint_every",
@@ -93,6 +99,9 @@ class TrainConfig:
             raise ValueError(f"train.sampler={self.sampler!r}; use one of {SAMPLERS}")
         if self.dtype not in DTYPES:
             raise ValueError(f"train.dtype={self.dtype!r}; use one of {DTYPES}")
+        if not (isinstance(self.device, str)
+                and (self.device in ("cpu", "cuda") or re.fullmatch(r"cuda:\d+", self.device))):
+            raise ValueError(f"train.device={self.device!r}; use 'cpu', 'cuda' or 'cuda:N'")
 
     def to_dict(self) -> dict:
         return asdict(self)

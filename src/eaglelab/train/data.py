@@ -42,11 +42,16 @@ class BatchStream:
     the current one (the draw releases the GIL).  The stream is the same either way;
     `get_state` returns the generator states *before* the batch not yet handed out, so a
     checkpoint resumes exactly where the consumer stopped.
+
+    device: where the batches are handed out.  They are drawn on the CPU by the seeds'
+    CPU generators whatever the device (then copied, pinned and asynchronously), so a
+    seed's data stream is the same on every device and a checkpoint moves between them.
     """
 
     def __init__(self, task, seeds, batch: int, *, dtype=torch.float32,
-                 sampler: str = "fast", prefetch: bool = False) -> None:
+                 sampler: str = "fast", prefetch: bool = False, device=None) -> None:
         self.task, self.batch, self.dtype, self.sampler = task, batch, dtype, sampler
+        self.device = torch.device("cpu") if device is None else torch.device(device)
         self.generators = [torch.Generator().manual_seed(data_seed(s)) for s in seeds]
         T = task.d + task.d_prime
         W = task.n + task.n_prime
@@ -60,6 +65,8 @@ class BatchStream:
         for k, g in enumerate(self.generators):
             draw_batch(self.task, self.batch, g, dtype=self.dtype, sampler=self.sampler,
                        out=X[k])
+        if self.device.type != "cpu":
+            X = X.pin_memory().to(self.device, non_blocking=True)
         return states, X
 
     def next(self) -> torch.Tensor:

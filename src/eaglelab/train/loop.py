@@ -54,6 +54,20 @@ def clip_per_seed(grad: torch.Tensor, max_norm: float) -> torch.Tensor:
     return norms
 
 
+def _device(name: str) -> torch.device:
+    """torch.device for `train.device`, refusing a CUDA device this machine lacks."""
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"train.device={name!r} but torch finds no CUDA device here "
+                             f"(torch {torch.__version__}); use train.device=cpu or install "
+                             "a CUDA build of torch")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"train.device={name!r} but this machine has "
+                             f"{torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
 class FlatAdam:
     """Adam on a (K, P) parameter matrix with a per-row step count (rows = seeds); rows not
     in `accept` are left untouched (their moments and counts too)."""
@@ -63,7 +77,7 @@ class FlatAdam:
         self.lr, self.betas, self.eps = lr, betas, eps
         self.m = torch.zeros_like(theta)
         self.v = torch.zeros_like(theta)
-        self.count = torch.zeros(theta.shape[0], dtype=torch.int64)
+        self.count = torch.zeros(theta.shape[0], dtype=torch.int64, device=theta.device)
 
     def _update(self, theta, grad, m, v, count):
         b1, b2 = self.betas
@@ -81,7 +95,7 @@ class FlatAdam:
             self.count += 1
             self._update(theta, grad, self.m, self.v, self.count)
             return
-        idx = accept.nonzero().flatten()
+        idx = accept.nonzero().flatten().to(theta.device)
         if idx.numel() == 0:
             return
         self.count[idx] += 1
@@ -116,8 +130,8 @@ class SpikeGuard:
     def check(self, loss: torch.Tensor, grad: torch.Tensor
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(accept, rollback, spike) masks (K,) for this step's losses and gradients."""
-        loss = loss.detach().to(torch.float64)
-        finite = torch.isfinite(loss) & torch.isfinite(grad).all(dim=1)
+        loss = loss.detach().to(torch.float64).cpu()         # the guard's state is host-side
+        finite = torch.isfinite(loss) & torch.isfinite(grad).all(dim=1).cpu()
         spike = ~finite
         active = self.filled >= self.warmup
         if bool(active.any()):
@@ -178,18 +192,22 @@ class Trainer:
         self.on_progress = on_progress
         tc = config.train
         self.dtype = torch.float64 if tc.dtype == "float64" else torch.float32
-        self.model = LinearTransformer(config.model, list(config.seeds), dtype=self.dtype)
+        self.device = _device(tc.device)
+        self.model = LinearTransformer(config.model, list(config.seeds),
+                                       dtype=self.dtype).to(self.device)
         self.adam = FlatAdam(self.model.theta.data, tc.lr, (tc.beta1, tc.beta2), tc.eps)
         K = len(config.seeds)
         self.guard = SpikeGuard(K, tc.spike_window, tc.spike_factor, tc.spike_warmup,
                                 tc.spike_patience, skip=tc.spike_guard)
         self.stream = BatchStream(config.task, config.seeds, tc.batch, dtype=self.dtype,
-                                  sampler=tc.sampler, prefetch=tc.prefetch)
-        X_eval = evaluation_set(config.task, tc.eval_size, tc.eval_seed, dtype=self.dtype)
+                                  sampler=tc.sampler, prefetch=tc.prefetch, device=self.device)
+        X_eval = evaluation_set(config.task, tc.eval_size, tc.eval_seed,
+                                dtype=self.dtype).to(self.device)
         self.eval_Z0, self.eval_D = split_prompt(X_eval, config.model.d, config.model.n)
         self.zero_mse = float(self.eval_D.double().square().mean())
         if tc.prune_to:    # the validation batch pruning selects on
-            X_val = evaluation_set(config.task, tc.eval_size, tc.val_seed, dtype=self.dtype)
+            X_val = evaluation_set(config.task, tc.eval_size, tc.val_seed,
+                                   dtype=self.dtype).to(self.device)
             self.val_Z0, self.val_D = split_prompt(X_val, config.model.d, config.model.n)
         self.step = 0
         self.acc_loss = torch.zeros(K, dtype=torch.float64)
@@ -213,7 +231,7 @@ class Trainer:
                 "v": self.adam.v.clone(), "count": self.adam.count.clone()}
 
     def _rollback(self, rows: torch.Tensor) -> None:
-        idx = rows.nonzero().flatten()
+        idx = rows.nonzero().flatten().to(self.device)
         with torch.no_grad():
             self.model.theta[idx] = self.snapshot["theta"][idx]
         self.adam.m[idx] = self.snapshot["m"][idx]
@@ -253,7 +271,8 @@ class Trainer:
         heads = int(meta["heads"])
         if heads != self.model.config.heads:
             self._set_model(LinearTransformer(self.model.config.with_heads(heads),
-                                              list(self.config.seeds), dtype=self.dtype))
+                                              list(self.config.seeds),
+                                              dtype=self.dtype).to(self.device))
         with torch.no_grad():
             self.model.theta.copy_(tensors["theta"])
             self.model.head_mask.copy_(tensors["head_mask"])
@@ -380,7 +399,7 @@ class Trainer:
         if bool(rollback.any()):
             self._rollback(rollback)
             self.guard.reset(rollback)
-        lossd = loss.detach().double()
+        lossd = loss.detach().double().cpu()
         del loss  # frees the saved activations before the next batch is drawn
         return lossd, accept, spike
 

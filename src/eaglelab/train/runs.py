@@ -21,7 +21,7 @@ import torch
 
 from eaglelab.models import LinearTransformer
 from eaglelab.train.checkpoint import CHECKPOINT, MODEL, load_tensors
-from eaglelab.train.config import RunConfig
+from eaglelab.train.config import EXECUTION_FIELDS, RunConfig
 
 __all__ = ["CONFIG", "LoadedRun", "load_run", "merge_runs", "select_seeds", "seedless",
            "training_seconds"]
@@ -116,10 +116,13 @@ def load_run(run_dir: str | Path, dtype: torch.dtype | None = None) -> LoadedRun
 
 
 def seedless(config: RunConfig) -> dict:
-    """The config without its seeds: equal for the seed blocks of one experiment."""
+    """The config without its seeds and its execution fields (`EXECUTION_FIELDS`: device,
+    threads, ...): equal for the seed blocks of one experiment, wherever they ran."""
     d = config.to_dict()
     d.pop("seeds")
     d["train"].pop("seed")
+    for name in EXECUTION_FIELDS:
+        d["train"].pop(name, None)
     return d
 
 
