@@ -2,7 +2,7 @@
 
 The order, lowest first; a module may import its own layer and any lower one:
 
-    records, settings, theory, tasks  <  models, solvers  <  train, distributed  <  extract
+    records, settings, devices, theory, tasks  <  models, solvers  <  train, distributed  <  extract
     <  experiments  <  cli  <  the package root (eaglelab/__init__) and every __main__.py
 
 Every import counts, module-level and inside functions, so a lazy import cannot hide an
@@ -17,7 +17,7 @@ from pathlib import Path
 import eaglelab
 
 LAYERS = [
-    {"records", "settings", "theory", "tasks"},
+    {"records", "settings", "devices", "theory", "tasks"},
     {"models", "solvers"},
     {"train", "distributed"},
     {"extract"},

@@ -64,3 +64,23 @@ def test_a_file_that_is_not_an_npz_archive_is_named_as_such(tmp_path):
         res = runner.invoke(app, ["solve", str(tmp_path / name)])
         assert res.exit_code == 2 and message in " ".join(res.output.split()), res.output
         assert "allow_pickle" not in res.output
+
+
+def test_solve_device_option_computes_on_torch_and_names_bad_devices():
+    """--device cpu solves on torch tensors (same answer as numpy to 1e-12); a device
+    the machine lacks, an unknown name, and the process engine are errors naming it."""
+    import torch
+
+    runner = CliRunner()
+    base = ["solve", "-m", "eagle", "--n", "60", "--d", "50", "--json"]
+    a = json.loads(runner.invoke(app, base).output)
+    b = json.loads(runner.invoke(app, [*base, "--device", "cpu"]).output)
+    assert a["converged"] and b["converged"] and a["iterations"] == b["iterations"]
+    assert abs(a["relative_error"] - b["relative_error"]) < 1e-12
+    cases = [(["--device", "gpu"], "use 'cpu', 'cuda' or 'cuda:N'"),
+             (["--device", "cpu", "--workers", "2"], "does not apply to the torch.distributed")]
+    if not torch.cuda.is_available():
+        cases.append((["--device", "cuda"], "no CUDA device"))
+    for args, message in cases:
+        res = runner.invoke(app, ["solve", *args])
+        assert res.exit_code == 2 and message in " ".join(res.output.split()), (args, res.output)

@@ -376,3 +376,22 @@ def test_distributed_quick_rounds_flat_in_M_and_grow_like_inverse_alpha(out_dir)
         assert (r["gd_rounds"] or r["gd_cap"]) >= 10 * r["eagle_rounds"]
         if r["M"] > 1:
             assert r["floats_per_round_per_rank"] == r["expected_floats"]
+
+
+def test_realdata_solves_on_torch_tensors_with_a_device():
+    """device="cpu": EAGLE, the SVD solver and CG get dense torch tensors (the GPU path's
+    arithmetic) and reach the same errors as the numpy run; LSMR stays scipy."""
+    from eaglelab.experiments.realdata import _solve_all, make_config
+    from eaglelab.tasks import load_matrix, matrix_task
+
+    folder = resolve_data_dir("")
+    if folder is None or not (folder / "Maragal_1.mtx").exists():
+        pytest.skip("needs ../shared/data/suitesparse/Maragal_1.mtx")
+    p = matrix_task(load_matrix(folder / "Maragal_1.mtx"), on_full_rank="shrink")
+    plain = _solve_all(p, make_config(quick=True), seed=0)
+    dev = _solve_all(p, make_config(quick=True, device="cpu"), seed=0)
+    for m in ("eagle", "cg"):
+        a, b = plain[m]["histories"][0]["error"], dev[m]["histories"][0]["error"]
+        assert len(a) == len(b) and abs(a[-1] - b[-1]) < 1e-12
+    assert abs(plain["lstsq"]["direct"]["error"] - dev["lstsq"]["direct"]["error"]) < 1e-12
+    assert [r["error"] for r in dev["lsmr"]["ladder"]] == [r["error"] for r in plain["lsmr"]["ladder"]]

@@ -53,6 +53,9 @@ def solve(
     rank: Annotated[int | None, typer.Option(help="synthetic: rank of A")] = None,
     seed: Annotated[int, typer.Option(help="random seed (problem, sketches)")] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    device: Annotated[str | None, typer.Option(
+        help="cpu | cuda | cuda:N: solve on torch tensors on that device (default: numpy)")
+    ] = None,
 ) -> None:
     """Complete D = B A^+ C and report iterations, time, error and communication."""
     from eaglelab.distributed.solve import solve_problem as run_method
@@ -75,7 +78,8 @@ def solve(
             r_m = r if (m == "sgd" or sketch is not None) else None
             res = run_method(problem, m, tol=tol, max_iter=max_iter, sketch=sketch, r=r_m,
                              workers=workers, engine=engine, freeze_tol=freeze_tol,
-                             dtype=np.dtype(dtype), seed=seed, strict=len(methods) == 1)
+                             dtype=np.dtype(dtype), seed=seed, strict=len(methods) == 1,
+                             device=device)
             rows.append(res)
     except ValueError as exc:
         fail(str(exc))

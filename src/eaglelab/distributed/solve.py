@@ -4,6 +4,9 @@ sits above `solvers` (every method) and the process engine, so neither imports u
 
 from __future__ import annotations
 
+import numpy as np
+
+from eaglelab.devices import resolve_device
 from eaglelab.distributed.launch import solve_distributed
 from eaglelab.solvers._result import SolveResult
 from eaglelab.solvers.solve import solver_function
@@ -15,7 +18,7 @@ _COMMON = ("tol", "max_iter", "dtype", "reference")
 
 
 def solve_problem(problem, method: str = "eagle", *, workers: int = 1, engine: str = "simulate",
-                  strict: bool = True, **options) -> SolveResult:
+                  strict: bool = True, device: str | None = None, **options) -> SolveResult:
     """Solve a `BlockProblem` (records the error against its float64 reference).
 
     Options set to None are ignored; `tol`, `max_iter` and `dtype` go to methods that take
@@ -23,6 +26,8 @@ def solve_problem(problem, method: str = "eagle", *, workers: int = 1, engine: s
     strict=False it is dropped: used when one set of options serves several methods).  With
     workers > 1, "eagle" and "distributed_gd" run distributed: engine "simulate" in one
     process, "process" as real processes over torch.distributed (gloo, loopback).
+    device ("cpu", "cuda", "cuda:N"; None: numpy) hands the solver torch tensors on that
+    device (A densified), so the native solvers compute there (docs/devices.md).
     """
     import inspect
 
@@ -32,12 +37,18 @@ def solve_problem(problem, method: str = "eagle", *, workers: int = 1, engine: s
     options.setdefault("reference", problem.reference)
     if method == "eagle" and workers > 1:
         method = "eagle_distributed"
+    A, B, C = problem.A, problem.B, problem.C
+    if device is not None:
+        if engine == "process" and method in ("eagle_distributed", "distributed_gd"):
+            raise ValueError("--device does not apply to the torch.distributed engine (its "
+                             "ranks compute in numpy over gloo); use --engine simulate")
+        A, B, C = _on_device((A, B, C), resolve_device(device, "--device"))
     if method in ("eagle_distributed", "distributed_gd"):
         options["workers"] = workers
         if engine == "process":
             options.pop("seed", None)
             kind = "gd" if method == "distributed_gd" else "eagle"
-            return solve_distributed(problem.A, problem.B, problem.C, method=kind, **options)
+            return solve_distributed(A, B, C, method=kind, **options)
     if method == "eagle_estimate":
         options["reference"] = problem.W_star
     fn = solver_function(method)
@@ -48,4 +59,12 @@ def solve_problem(problem, method: str = "eagle", *, workers: int = 1, engine: s
                 options.pop(key)
             else:
                 raise ValueError(f"option {key}={options[key]!r} does not apply to method {method}")
-    return fn(problem.A, problem.B, problem.C, **options)
+    return fn(A, B, C, **options)
+
+
+def _on_device(arrays, device):
+    import scipy.sparse as sp
+    import torch
+
+    return tuple(torch.as_tensor(np.asarray(x.toarray() if sp.issparse(x) else x),
+                                 device=device) for x in arrays)

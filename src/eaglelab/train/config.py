@@ -13,9 +13,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 from dataclasses import asdict, dataclass, field, fields
 
+from eaglelab.devices import check_device_name
 from eaglelab.models.config import REGIMES, ModelConfig
 from eaglelab.settings import parse_setting
 from eaglelab.tasks.estimation import EstimationTaskConfig
@@ -99,9 +99,7 @@ class TrainConfig:
             raise ValueError(f"train.sampler={self.sampler!r}; use one of {SAMPLERS}")
         if self.dtype not in DTYPES:
             raise ValueError(f"train.dtype={self.dtype!r}; use one of {DTYPES}")
-        if not (isinstance(self.device, str)
-                and (self.device in ("cpu", "cuda") or re.fullmatch(r"cuda:\d+", self.device))):
-            raise ValueError(f"train.device={self.device!r}; use 'cpu', 'cuda' or 'cuda:N'")
+        check_device_name(self.device, "train.device")
 
     def to_dict(self) -> dict:
         return asdict(self)

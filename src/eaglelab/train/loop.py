@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from eaglelab.devices import resolve_device
 from eaglelab.models import LinearTransformer, prune_heads
 from eaglelab.train.checkpoint import (
     CHECKPOINT,
@@ -52,20 +53,6 @@ def clip_per_seed(grad: torch.Tensor, max_norm: float) -> torch.Tensor:
     coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
     grad.mul_(coef[:, None])
     return norms
-
-
-def _device(name: str) -> torch.device:
-    """torch.device for `train.device`, refusing a CUDA device this machine lacks."""
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"train.device={name!r} but torch finds no CUDA device here "
-                             f"(torch {torch.__version__}); use train.device=cpu or install "
-                             "a CUDA build of torch")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"train.device={name!r} but this machine has "
-                             f"{torch.cuda.device_count()} CUDA device(s)")
-    return device
 
 
 class FlatAdam:
@@ -192,7 +179,7 @@ class Trainer:
         self.on_progress = on_progress
         tc = config.train
         self.dtype = torch.float64 if tc.dtype == "float64" else torch.float32
-        self.device = _device(tc.device)
+        self.device = resolve_device(tc.device, "train.device")
         self.model = LinearTransformer(config.model, list(config.seeds),
                                        dtype=self.dtype).to(self.device)
         self.adam = FlatAdam(self.model.theta.data, tc.lr, (tc.beta1, tc.beta2), tc.eps)
