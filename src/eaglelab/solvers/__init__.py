@@ -13,6 +13,7 @@ from eaglelab.solvers.estimation import eagle_estimate
 from eaglelab.solvers.gd import gradient_descent
 from eaglelab.solvers.lsmr import lsmr
 from eaglelab.solvers.lstsq import lstsq
+from eaglelab.solvers.mixed import eagle_mixed
 from eaglelab.solvers.schedule import Schedule
 from eaglelab.solvers.sgd import sgd_sketch
 from eaglelab.solvers.sketch_precond import sketch_precond_lsqr
@@ -30,6 +31,7 @@ __all__ = [
     "eagle",
     "eagle_distributed",
     "eagle_estimate",
+    "eagle_mixed",
     "gradient_descent",
     "lsmr",
     "lstsq",

@@ -15,6 +15,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "eagle": ("eaglelab.solvers.eagle", "eagle"),
     "eagle_distributed": ("eaglelab.solvers.distributed", "eagle_distributed"),
     "eagle_estimate": ("eaglelab.solvers.estimation", "eagle_estimate"),
+    "eagle_mixed": ("eaglelab.solvers.mixed", "eagle_mixed"),
     "distributed_gd": ("eaglelab.solvers.distributed", "distributed_gd"),
     "lstsq": ("eaglelab.solvers.lstsq", "lstsq"),
     "cg": ("eaglelab.solvers.cg", "cg_normal"),
