@@ -350,3 +350,25 @@ def test_rounding_amplification_on_rank_deficient_A_is_caught(dtype, sketch):
         assert res.relative_error == pytest.approx(err, rel=1e-3)
         if not res.converged:
             assert res.code == Status.STAGNATED and "rounding amplified" in res.status
+
+
+@pytest.mark.parametrize("small", [1e-4, 1e-7])
+def test_a_slow_small_singular_value_is_waited_for(small):
+    """A = U diag(1, ..., 1, small) V^T: the unit modes are exact after one step, so D
+    stops changing while the small mode - which carries a fifth of D* here - still grows
+    by 1.5x per step.  The change test alone said "converged" after 2 iterations with
+    error 0.2; dense EAGLE must wait until A_l is a partial isometry."""
+    rng = np.random.default_rng(0)
+    d = n = 30
+    U = np.linalg.qr(rng.standard_normal((d, d)))[0]
+    V = np.linalg.qr(rng.standard_normal((n, n)))[0]
+    s = np.ones(d)
+    s[-1] = small
+    A = (U * s) @ V.T
+    bv = rng.standard_normal((2, n))
+    bv[:, -1] = small                     # B's share on the small mode: D* gets O(1) from it
+    B, C = bv @ V.T, U @ rng.standard_normal((d, 2))
+    ref = B @ np.linalg.pinv(A) @ C
+    res = eagle(A, B, C, reference=ref)
+    assert res.converged and res.relative_error < 1e-8, (res.iterations, res.relative_error)
+    assert res.iterations > np.log(1 / small) / np.log(1.5)      # it waited for the mode

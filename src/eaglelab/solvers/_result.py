@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -147,14 +148,17 @@ class StopRule:
 
     def __init__(self, tol: float, max_iter: int, reference: np.ndarray | None, timer: Timer,
                  divergence_factor: float = 1e8, patience: int = 1,
-                 guard: bool = False) -> None:
+                 guard: bool | Callable[[], bool] = False) -> None:
         self.tol = tol
         # guard (EAGLE's iterations): once the relative change has fallen to the attainable
         # accuracy (<= sqrt(eps)) and then grows AMPLIFIED_GROWTH-fold, rounding is being
         # amplified (Newton-Schulz drives rounding-level singular values of a rank-deficient
-        # A to 1): stop and hand back the iterate of the smallest change (`final`)
+        # A to 1): stop and hand back the iterate of the smallest change (`final`).  A
+        # callable guard says whether the iteration has settled (dense EAGLE: A_l a partial
+        # isometry); growth counts only once it has - before, it is a slow mode arriving
         self.guard = guard
         self._best: tuple[float, int, Any] | None = None
+        self._was_settled = False
         self.amplified = False
         # a randomised iteration (a sketch of r of n columns) can leave D unchanged for a
         # step by chance: it converges only after `patience` small changes in a row
@@ -218,8 +222,17 @@ class StopRule:
         return len(h.change) >= self.max_iter
 
     def _amplified(self, rel: float, D_new) -> bool:
+        if callable(self.guard):
+            if self.guard():
+                self._was_settled = True
+            elif not self._was_settled:
+                self._best = None    # not yet settled: growth is progress, so was the past
+                return False
+            # settled now or before: a singular value emerging from below the settling
+            # floor cannot be told from amplified rounding, and is read as such
         best = self._best
-        if best is not None and best[0] <= np.sqrt(_xp.eps(D_new)) and rel > AMPLIFIED_GROWTH * best[0]:
+        if (best is not None and best[0] <= np.sqrt(_xp.eps(D_new))
+                and rel > AMPLIFIED_GROWTH * best[0]):
             # the history (and so iterations and relative_error) ends at the returned iterate
             self.amplified = True
             self.amplified_at = len(self.history.change)
@@ -231,6 +244,13 @@ class StopRule:
         if best is None or rel < best[0]:
             self._best = (rel, len(self.history.change), _xp.copy(D_new))   # iteration k >= 1
         return False
+
+    def reopen(self) -> None:
+        """Undo a convergence the caller's own test does not confirm: the iteration goes on
+        (the small-change count starts again)."""
+        self.converged = False
+        self.stagnated = False
+        self._small = 0
 
     def final(self, D):
         """What the solver returns as its iterate: D, or - after amplified rounding - the

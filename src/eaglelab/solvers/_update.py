@@ -92,6 +92,7 @@ class DenseWorkspace:
         self.v = None
         self.freeze_requested = False
         self.frozen: tuple | None = None  # (Gram, B A^T or B, A or None)
+        self.iso = float("nan")           # the last step's ||A_l - A_l A_l^T A_l||_F^2
 
     @property
     def is_frozen(self) -> bool:
@@ -133,6 +134,7 @@ def dense_update(A, B, C, D, eta: float, gamma: float, ws: DenseWorkspace,
     sA, sC = eta * rho, gamma * rho
     update_AB = update_AB and sA != 0.0
     iso = float("nan")
+    ws.iso = float("nan")
     if ws.freeze_requested and rho == 1.0 and normalise:
         # A is a partial isometry to working precision: keep the normalised Gram matrix and
         # stop updating A and B (the accelerated variant); later steps only move C and D.
@@ -158,6 +160,7 @@ def dense_update(A, B, C, D, eta: float, gamma: float, ws: DenseWorkspace,
             B -= sA * (B @ gram)
             tmp *= sA
             A -= tmp
+    ws.iso = iso if normalise else float("nan")
     return lam, iso
 
 

@@ -15,7 +15,11 @@ import numpy as np
 
 from eaglelab.solvers._inputs import check_int, check_positive, check_reference, prepare, wrap_like
 from eaglelab.solvers._result import SolveResult, StopRule, Timer
-from eaglelab.solvers._update import DenseWorkspace, dense_update, sketched_update
+from eaglelab.solvers._update import (
+    DenseWorkspace,
+    dense_update,
+    sketched_update,
+)
 from eaglelab.solvers._xp import asarray_like, copy, device_of, namespace, traps
 from eaglelab.solvers.schedule import Schedule
 
@@ -45,6 +49,19 @@ def draw_sketch(kind: str, n: int, r: int, rng: np.random.Generator, dtype=np.fl
     raise ValueError(f"sketch={kind!r} is not known; use one of {SKETCHES} or None (dense)")
 
 
+def _settled(ws: DenseWorkspace, dt) -> bool:
+    """Whether a dense, rescaled run may stop: its last normalised A_l is a partial isometry
+    to sqrt(eps), ||A_l - A_l A_l^T A_l||_F <= sqrt(eps).  A singular value still growing
+    from below (sigma -> 1.5 sigma per step) has not yet put its share into D, however
+    little D changes (Maragal_4: the change test alone stopped at 24 iterations with error
+    3.5e-6); rounding-level singular values of a rank-deficient A grow at the same rate, so
+    sqrt(eps) is also the floor below which EAGLE cannot tell the two apart.  Sketched,
+    scheduled, unnormalised and frozen runs have no such measure and are not held back."""
+    if ws.is_frozen or not np.isfinite(ws.iso):
+        return True
+    return ws.iso <= float(np.finfo(dt).eps)
+
+
 def eagle(A, B, C, *, eta: float = 1 / 3, gamma: float = 1.0, tol: float = 1e-10,
           max_iter: int = 1000, reference=None, sketch: str | None = None, r: int | None = None,
           seed: int | None = None, schedule: Schedule | None = None, rescale: bool = True,
@@ -59,7 +76,9 @@ def eagle(A, B, C, *, eta: float = 1 / 3, gamma: float = 1.0, tol: float = 1e-10
         CUDA), in its dtype; otherwise in numpy.  Sketches are drawn by numpy from `seed`
         either way (the same sketches on every device) and moved to the device.
     eta, gamma : step constants relative to rho = 1/||A_l S||_2^2 (proof defaults 1/3 and 1).
-    tol : stop when ||D_l - D_{l-1}||_F <= tol * ||D_l||_F.
+    tol : stop when ||D_l - D_{l-1}||_F <= tol * ||D_l||_F and - dense, rescaled - the
+        last normalised A_l is a partial isometry to sqrt(eps) (otherwise a small singular
+        value still growing would be missing from D; see `_settled`).
     max_iter : iteration limit (max_iter = 1 runs exactly one UPDATE).
     reference : D* (d' x n') to record the relative error per iteration.
     sketch, r, seed : None for dense EAGLE; "orthogonal" (Haar n x r, fresh each step) or
@@ -104,11 +123,13 @@ def eagle(A, B, C, *, eta: float = 1 / 3, gamma: float = 1.0, tol: float = 1e-10
     A_, B_, C_ = copy(prep.A), copy(prep.B), copy(prep.C)
     xp = namespace(A_)
     D_ = xp.zeros((dp, np_), dtype=A_.dtype, device=device_of(A_))
-    stop = StopRule(tol, max_iter, ref, timer, guard=schedule is None,
-                    patience=1 if sketch is None else -(-n // r))   # ceil(n / r) for a sketch
     ws = DenseWorkspace(d, n)
+    stop = StopRule(tol, max_iter, ref, timer,
+                    guard=False if schedule is not None else (lambda: _settled(ws, dt)),
+                    patience=1 if sketch is None else -(-n // r))   # ceil(n / r) for a sketch
     rng = np.random.default_rng(seed)
     frozen_at = None
+    unsettled = 0               # change tests met while A_l was not yet a partial isometry
     method = "eagle" if sketch is None else f"eagle_sketched_{sketch}"
     for l in range(max_iter):
         D_old = copy(D_)
@@ -127,7 +148,7 @@ def eagle(A, B, C, *, eta: float = 1 / 3, gamma: float = 1.0, tol: float = 1e-10
                     sketched_update(A_, B_, C_, D_, S, eta, gamma)
                 else:
                     _, iso = dense_update(A_, B_, C_, D_, eta, gamma, ws, normalise=rescale,
-                                          want_iso=freeze_tol is not None)
+                                          want_iso=True)
                     if freeze_tol is not None and not ws.freeze_requested and iso < freeze_tol:
                         ws.freeze_requested = True
                         frozen_at = l + 1
@@ -137,6 +158,10 @@ def eagle(A, B, C, *, eta: float = 1 / 3, gamma: float = 1.0, tol: float = 1e-10
         if callback is not None:
             callback(l, A_, B_, C_, D_)
         if stop.failure or stop.record(D_, D_old):
+            if (stop.converged or stop.stagnated) and not _settled(ws, dt) and l + 1 < max_iter:
+                stop.reopen()          # D stopped changing, but A_l is no isometry yet
+                unsettled += 1
+                continue
             break
     status = stop.status()
     D_out = stop.final(D_) if not stop.diverged else D_old
@@ -145,6 +170,8 @@ def eagle(A, B, C, *, eta: float = 1 / 3, gamma: float = 1.0, tol: float = 1e-10
         info.update(r=r, sketch=sketch)
     if frozen_at is not None:
         info["frozen_at"] = frozen_at
+    if unsettled:
+        info["unsettled_stops"] = unsettled
     if schedule is not None:
         method = "eagle_schedule"
     return SolveResult(D=wrap_like(D_out, prep), method=method, iterations=len(stop.history.change),
