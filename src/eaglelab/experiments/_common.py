@@ -111,6 +111,9 @@ def median_curve(curves: Sequence[Sequence[float]]) -> list[float]:
 # had been seen, as the science standards require (docs/reproduction.md, "Verdict rules")
 AFTER_DATA = " [rule set after seeing data: docs/reproduction.md, Verdict rules]"
 
+# the one window for "a log-log slope close to 1" (rounds ~ 1/alpha): +-30%, ours
+SLOPE_ONE = (0.7, 1.3)
+
 
 def claim(text: str, paper: Any, ours: Any, ok: bool, why_ok: str, why_not: str) -> Claim:
     return Claim(text, paper, ours, "agrees" if ok else "differs", why_ok if ok else why_not)
