@@ -227,16 +227,23 @@ def _claims(cfg: Config, t1: dict, t2: dict):
         ok2, "every measured count is below the closed form", "some count is above it"))
     rows = t2["rows"]
     acc = [(r["alpha_measured"], r["accelerated_rounds_max"], r["theorem2_bound"]) for r in rows]
-    ok3 = (all(m is not None and m <= np.ceil(b) for _, m, b in acc)
-           and all(r["accelerated_fraction"] == 1.0 for r in rows))   # no seed missed
+    # per seed: each seed's rounds against the bound of its own measured alpha and kappa_max
+    over = [(x["alpha_measured"], x["accelerated_rounds"], np.ceil(x["theorem2_bound"]))
+            for r in rows for x in r["runs"]
+            if x["accelerated_rounds"] is None or x["accelerated_rounds"] > np.ceil(
+                x["theorem2_bound"])]
+    ok3 = not over
     claims.append(cm.claim(
         f"Theorem 2: distributed EAGLE (M = {cfg.t2_workers}, accelerated) reaches "
         f"{cfg.t2_eps:g} within a log(kappa_max) + alpha^-1 log(1/eps)-type bound at every "
         "alpha (`theory.theorem2_bound`: Theorem 1's form plus log(1/eps) / -log(1 - gamma "
         "alpha), constants ours)" + cm.AFTER_DATA,
         "L = O(log kappa_max + alpha^-1 log 1/eps)",
-        ", ".join(f"alpha {a:.3g}: {cm.fmt(m)} <= {b:.0f}" for a, m, b in acc),
-        ok3, "every measured round count is within the bound", "some count exceeds the bound"))
+        ", ".join(f"alpha {a:.3g}: max {cm.fmt(m)} vs median bound {b:.0f}" for a, m, b in acc)
+        + f"; seeds over their own bound: {len(over)}",
+        ok3, "every seed's round count is within its own bound",
+        "seeds over their bound (alpha, rounds, bound): "
+        + ", ".join(f"({a:.3g}, {cm.fmt(m)}, {b:.0f})" for a, m, b in over)))
     claims.append(_bound_control_claim(rows))
     small = [(r["alpha_measured"], r["accelerated_rounds"]) for r in rows
              if r["alpha_measured"] <= 0.31 and r["accelerated_rounds"] is not None]
