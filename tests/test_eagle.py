@@ -372,3 +372,12 @@ def test_a_slow_small_singular_value_is_waited_for(small):
     res = eagle(A, B, C, reference=ref)
     assert res.converged and res.relative_error < 1e-8, (res.iterations, res.relative_error)
     assert res.iterations > np.log(1 / small) / np.log(1.5)      # it waited for the mode
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), "10", 2.5, None, True])
+def test_a_non_integer_iteration_limit_is_a_value_error_naming_it(bad):
+    """max_iter=inf used to leak an OverflowError from int(); every non-integer is a
+    ValueError naming the option."""
+    A = np.eye(3)
+    with pytest.raises(ValueError, match="max_iter must be an integer"):
+        eagle(A, np.ones((1, 3)), np.ones((3, 1)), max_iter=bad)

@@ -186,8 +186,15 @@ def check_positive(name: str, value: float, *, allow_zero: bool = False) -> floa
 
 
 def check_int(name: str, value: int, *, minimum: int = 1, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or int(value) != value:
-        raise ValueError(f"{name} must be an integer, got {value!r}")
+    """value as an int in [minimum, maximum]; ValueError naming `name` for anything else
+    (a bool, a string, a fraction, inf or NaN - no OverflowError leaks out)."""
+    try:
+        whole = not isinstance(value, bool) and float(value).is_integer() and int(value) == value
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole:
+        hint = " (an iteration limit must be finite)" if value == float("inf") else ""
+        raise ValueError(f"{name} must be an integer, got {value!r}{hint}")
     v = int(value)
     if v < minimum or (maximum is not None and v > maximum):
         rng = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
