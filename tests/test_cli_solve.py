@@ -84,3 +84,16 @@ def test_solve_device_option_computes_on_torch_and_names_bad_devices():
     for args, message in cases:
         res = runner.invoke(app, ["solve", *args])
         assert res.exit_code == 2 and message in " ".join(res.output.split()), (args, res.output)
+
+
+def test_synthetic_options_with_a_file_are_refused(tmp_path):
+    """--n/--kappa/--rank shape a synthetic problem; with a file they used to be ignored
+    silently."""
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "p.npz", A=rng.standard_normal((6, 8)), B=rng.standard_normal((2, 8)),
+             C=rng.standard_normal((6, 2)))
+    res = CliRunner().invoke(app, ["solve", str(tmp_path / "p.npz"), "--kappa", "1e6",
+                                   "--n", "50"])
+    assert res.exit_code == 2 and "--n, --kappa" in " ".join(res.output.split()), res.output
+    ok = CliRunner().invoke(app, ["solve", str(tmp_path / "p.npz"), "--json"])
+    assert ok.exit_code == 0 and json.loads(ok.output)["converged"]

@@ -66,6 +66,13 @@ def solve(
         fail(f"--engine {engine!r} is not known; use process or simulate")
     methods = method or ["eagle"]
     _check_options_apply(methods, sketch=sketch, r=r, freeze_tol=freeze_tol)
+    if path is not None:
+        synthetic = {"--n": (n, 240), "--d": (d, 240), "--n-prime": (n_prime, 2),
+                     "--d-prime": (d_prime, 2), "--kappa": (kappa, 1e2), "--rank": (rank, None)}
+        given = [k for k, (v, default) in synthetic.items() if v != default]
+        if given:
+            fail(f"{', '.join(given)} shape(s) a synthetic problem; with a file ({path.name}) "
+                 "the problem is the file's - drop them or omit the file")
     if workers < 1:
         fail(f"--workers must be at least 1, got {workers}")
     if "sgd" in methods and r is None:
