@@ -208,3 +208,17 @@ def test_shapes_property(p, q, data):
     assert np.linalg.matrix_rank(prob.A) == r
     scale = np.abs(M).max()
     np.testing.assert_allclose(prob.reference, prob.D, atol=1e-8 * scale)
+
+
+def test_a_matrix_market_header_asking_for_too_much_memory_is_refused(tmp_path):
+    """A 200000 x 200000 "array" header (320 GB if read) is refused before any allocation;
+    the same header with a small size reads."""
+    from eaglelab.tasks import load_matrix
+
+    big = tmp_path / "big.mtx"
+    big.write_text("%%MatrixMarket matrix array real general\n200000 200000\n1.0\n")
+    with pytest.raises(ValueError, match="header declares a 200000 x 200000 array"):
+        load_matrix(big)
+    small = tmp_path / "small.mtx"
+    small.write_text("%%MatrixMarket matrix array real general\n2 1\n1.0\n2.0\n")
+    assert load_matrix(small).shape == (2, 1)

@@ -214,6 +214,24 @@ def _real_matrix(path: Path, M):
     return M
 
 
+MAX_READ_BYTES = 8 * 2**30     # what a Matrix Market header may ask us to allocate
+
+
+def _check_header_size(path: Path, header) -> None:
+    """Refuse a file whose header asks for more than MAX_READ_BYTES before reading it (an
+    "array" header of 200000 x 200000 would allocate 320 GB; a truncated or hostile file
+    must not take the machine's memory)."""
+    rows, cols = header.shape
+    entries = rows * cols if header.format == "array" else header.nnz
+    per = 16 if header.field == "complex" else 8
+    need = entries * (per if header.format == "array" else per + 16)   # value + 2 indices
+    if need > MAX_READ_BYTES:
+        raise ValueError(f"{path}: its header declares a {rows} x {cols} {header.format} "
+                         f"matrix ({entries} stored entries, about {need / 2**30:.0f} GiB); "
+                         f"the reader's limit is {MAX_READ_BYTES / 2**30:.0f} GiB "
+                         "(tasks.realdata.MAX_READ_BYTES) - check the file")
+
+
 def load_matrix(path: str | os.PathLike) -> np.ndarray | sp.csr_array:
     """Read a matrix from disk.
 
@@ -236,6 +254,7 @@ def load_matrix(path: str | os.PathLike) -> np.ndarray | sp.csr_array:
         try:
             import fast_matrix_market as fmm
 
+            _check_header_size(path, fmm.read_header(str(path)))
             M = fmm.mmread(str(path))
         except ImportError:  # pragma: no cover - fast_matrix_market is a dependency
             import scipy.io
