@@ -97,3 +97,21 @@ def test_synthetic_options_with_a_file_are_refused(tmp_path):
     assert res.exit_code == 2 and "--n, --kappa" in " ".join(res.output.split()), res.output
     ok = CliRunner().invoke(app, ["solve", str(tmp_path / "p.npz"), "--json"])
     assert ok.exit_code == 0 and json.loads(ok.output)["converged"]
+
+
+def test_a_lost_worker_in_solve_is_named_with_exit_code_3(monkeypatch):
+    """eaglelab solve --workers M (process engine): a DistributedError from the launcher
+    (a rank lost mid-run, as tests/test_distributed_engine.py provokes with SIGKILL) is an
+    error line naming it and exit code 3, not a traceback."""
+    import eaglelab.distributed.solve as dsolve
+    from eaglelab.distributed.launch import DistributedError, RankOutcome
+
+    def lost(*args, **kwargs):
+        raise DistributedError("lost rank 1 (killed by signal 9) during round 12", [
+            RankOutcome(0, 3, "communication", "lost rank 1 during round 12"),
+            RankOutcome(1, -9, "lost")])
+
+    monkeypatch.setattr(dsolve, "solve_distributed", lost)
+    res = CliRunner().invoke(app, ["solve", "--workers", "2", "--n", "40", "--d", "30"])
+    assert res.exit_code == 3, res.output
+    assert "lost rank 1" in res.output and "Traceback" not in res.output

@@ -58,6 +58,7 @@ def solve(
     ] = None,
 ) -> None:
     """Complete D = B A^+ C and report iterations, time, error and communication."""
+    from eaglelab.distributed.launch import DistributedError, exit_code
     from eaglelab.distributed.solve import solve_problem as run_method
 
     if dtype not in ("float64", "float32"):
@@ -90,6 +91,8 @@ def solve(
             rows.append(res)
     except ValueError as exc:
         fail(str(exc))
+    except DistributedError as exc:          # a lost or failed worker: named, exit 3 / 1
+        fail(str(exc), exit_code(exc))
     d_, n_, dp_, np_ = problem.shape
     meta = {k: v for k, v in problem.meta.items() if isinstance(v, (int, float, str, bool))}
     summaries = [_summary(res, problem) for res in rows]
