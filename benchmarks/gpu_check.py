@@ -202,7 +202,7 @@ def training_timings(device: torch.device, quick: bool, deadline: float,
                     continue
                 cfg = resolve_config(regime, seeds, 20000, {
                     "train.batch": str(batch), "model.heads": str(heads),
-                    "train.device": device.type, "train.eval_size": "256"})
+                    "train.device": str(device), "train.eval_size": "256"})
                 tr = Trainer(cfg, Path(tmp) / f"{regime}-{heads}")
                 tr.train_step()                                   # warm-up
                 _, secs = _timed(lambda tr=tr: [tr.train_step() for _ in range(steps)], device)

@@ -101,7 +101,8 @@ def _compact(model, mask: torch.Tensor, groups: int, per_group: int):
     base = torch.arange(groups, device=mask.device).view(1, 1, groups, 1) * per_group
     keep = (order + base).reshape(K, L, -1)
     where = torch.full((K, L, H), -1, dtype=torch.long, device=mask.device)
-    where.scatter_(2, keep, torch.arange(keep.shape[2]).expand_as(keep).contiguous())
+    where.scatter_(2, keep, torch.arange(keep.shape[2], device=mask.device
+                                         ).expand_as(keep).contiguous())
     return model.select_heads(keep), where
 
 

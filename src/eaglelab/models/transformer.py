@@ -144,6 +144,11 @@ class LinearTransformer(nn.Module):
                                     dtype=dtype))
         self.layout = (DistributedLayout(config.n, config.n_prime, config.machines)
                        if config.regime == "distributed" else None)
+        # the columns each machine's heads read (machines, n/M + n'), for the grouped Gram
+        # kernel; a buffer, so it follows the model to its device (not saved)
+        self.register_buffer("read_columns", None if self.layout is None else torch.as_tensor(
+            np.stack([self.layout.local_columns(mu) for mu in range(config.machines)])),
+            persistent=False)
         self.set_form(form)
 
     # construction helpers ------------------------------------------------------------
@@ -404,9 +409,7 @@ class LinearTransformer(nn.Module):
         G = qk.view(K, L, M, Hm, R, R).permute(0, 1, 2, 4, 3, 5).reshape(K, L, M, R, Hm * R)
         wp = p["wp"] * self.head_mask[..., None, None]
         V = (p["wv"] @ wp.transpose(-1, -2)).reshape(K, L, M, Hm * R, W)
-        cols = torch.as_tensor(np.stack([self.layout.local_columns(mu) for mu in range(M)]),
-                               device=G.device)
-        return Gram(G, V, None, cols)
+        return Gram(G, V, None, self.read_columns)
 
     def _unnormalised(self) -> LinearTransformer:
         """self, or a view of its weights without normalisation (shares theta)."""

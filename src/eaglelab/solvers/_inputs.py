@@ -19,7 +19,7 @@ import scipy.sparse as sp
 import torch
 
 __all__ = ["Prepared", "prepare", "wrap_like", "check_positive", "check_int", "check_reference",
-           "to_dense"]
+           "to_dense", "scale_pow2"]
 
 _TORCH_TO_NP = {torch.float32: np.float32, torch.float64: np.float64}
 _NP_TO_TORCH = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
@@ -236,13 +236,13 @@ class Balanced:
         return None if ref is None else np.ldexp(ref, -self.d_exponent)
 
     def D(self, D: Any) -> Any:
-        return _ldexp(D, self.d_exponent)
+        return scale_pow2(D, self.d_exponent)
 
     def W(self, W: Any) -> Any:
-        return None if W is None else _ldexp(W, self.w_exponent)
+        return None if W is None else scale_pow2(W, self.w_exponent)
 
 
-def _ldexp(M: Any, e: int) -> Any:
+def scale_pow2(M: Any, e: int) -> Any:
     """M * 2^e in M's own type and dtype (exact unless it over- or underflows)."""
     if isinstance(M, torch.Tensor):
         half = e // 2            # two factors, so that 2^e itself never overflows a float
@@ -264,7 +264,7 @@ def _scaled(M: Any, e: int):
         out = M.copy()
         out.data = np.ldexp(out.data, -e).astype(M.dtype, copy=False)
         return out
-    return _ldexp(M, -e)
+    return scale_pow2(M, -e)
 
 
 def balance(prep: Prepared) -> Balanced:

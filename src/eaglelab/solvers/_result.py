@@ -245,12 +245,19 @@ class StopRule:
             self._best = (rel, len(self.history.change), _xp.copy(D_new))   # iteration k >= 1
         return False
 
-    def reopen(self) -> None:
+    @property
+    def small_streak(self) -> int:
+        """How many iterations in a row have met the change test so far."""
+        return self._small
+
+    def reopen(self, keep_streak: bool = False) -> None:
         """Undo a convergence the caller's own test does not confirm: the iteration goes on
-        (the small-change count starts again)."""
+        (the small-change count starts again, unless keep_streak: the next small change
+        then stops it again, for the caller to re-check)."""
         self.converged = False
         self.stagnated = False
-        self._small = 0
+        if not keep_streak:
+            self._small = 0
 
     def final(self, D):
         """What the solver returns as its iterate: D, or - after amplified rounding - the

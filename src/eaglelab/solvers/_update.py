@@ -93,6 +93,7 @@ class DenseWorkspace:
         self.freeze_requested = False
         self.frozen: tuple | None = None  # (Gram, B A^T or B, A or None)
         self.iso = float("nan")           # the last step's ||A_l - A_l A_l^T A_l||_F^2
+        self.modes = min(d, n)            # singular values it sums over
 
     @property
     def is_frozen(self) -> bool:

@@ -168,9 +168,7 @@ def _run(A, B, C, *, workers, partition, eta, gamma, tol, max_iter, reference, f
                                 gamma=gamma, rescale=rescale, freeze_tol=freeze_tol))
     C_ = copy(prep.C)
     D_ = xp.zeros((dp, np_), dtype=C_.dtype, device=device_of(C_))
-    # the amplified-rounding guard is EAGLE's (eta > 0 drives A^mu to an isometry); GD
-    # never changes A^mu
-    stop = StopRule(tol, max_iter, ref, timer, guard=eta > 0)
+    stop = StopRule(tol, max_iter, ref, timer)
     for l in range(max_iter):
         D_old = copy(D_)
         C_sum = xp.zeros_like(C_)

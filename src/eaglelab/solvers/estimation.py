@@ -19,7 +19,7 @@ import numpy as np
 from eaglelab.solvers._inputs import check_int, check_positive, check_reference, prepare, wrap_like
 from eaglelab.solvers._result import SolveResult, StopRule, Timer
 from eaglelab.solvers._update import lambda_max
-from eaglelab.solvers._xp import copy, device_of, namespace
+from eaglelab.solvers._xp import copy, device_of, eps, namespace
 
 __all__ = ["eagle_estimate"]
 
@@ -48,7 +48,7 @@ def eagle_estimate(A, B, C=None, *, eta: float = 1 / 3, gamma: float = 1.0, tol:
     xp = namespace(A_)
     P = xp.eye(d, dtype=A_.dtype, device=device_of(A_))
     W = xp.zeros((dp, d), dtype=A_.dtype, device=device_of(A_))
-    stop = StopRule(tol, max_iter, ref, timer, guard=True)
+    stop = StopRule(tol, max_iter, ref, timer)
     v = None
     for k in range(max_iter):
         W_old = copy(W)
@@ -64,13 +64,19 @@ def eagle_estimate(A, B, C=None, *, eta: float = 1 / 3, gamma: float = 1.0, tol:
         BAt = B_ @ A_.T
         W += gamma * (BAt @ P)
         P -= gamma * (G @ P)
+        GA = G @ A_
+        iso = float(xp.linalg.vector_norm(A_ - GA)) ** 2     # A_l's isometry defect
         B_ -= eta * (BAt @ A_)
-        A_ -= eta * (G @ A_)
+        A_ -= eta * GA
         if callback is not None:
             callback(k, W, P)
         if stop.record(W, W_old):
+            # as dense EAGLE (`eagle._settled`): no stop while a singular value still grows
+            if (stop.converged or stop.stagnated) and iso > min(d, n) * eps(A_):
+                stop.reopen()
+                if k + 1 < max_iter:
+                    continue
             break
-    W = stop.final(W)
     D = W @ prep.C if C is not None else None
     return SolveResult(D=wrap_like(D, prep), W=wrap_like(W, prep), method="eagle_estimate",
                        iterations=len(stop.history.change),

@@ -25,12 +25,25 @@ from typing import Any
 
 import numpy as np
 
-from eaglelab.solvers._inputs import check_int, check_positive, check_reference, prepare, wrap_like
+from eaglelab.solvers._inputs import (
+    check_int,
+    check_positive,
+    check_reference,
+    prepare,
+    scale_pow2,
+    wrap_like,
+)
 from eaglelab.solvers._result import SolveResult, StopRule, Timer
 from eaglelab.solvers._xp import device_of, namespace
 from eaglelab.solvers.estimation import eagle_estimate
 
 __all__ = ["eagle_mixed"]
+
+
+def _exponent(xp, M) -> int:
+    """The binary exponent of max |M| (0 for an all-zero M)."""
+    m = float(xp.max(xp.abs(M)))
+    return int(np.frexp(m)[1]) if m > 0 and np.isfinite(m) else 0
 
 
 def eagle_mixed(A, B, C, *, tol: float = 1e-10, max_iter: int = 20, inner_tol: float = 1e-6,
@@ -59,24 +72,28 @@ def eagle_mixed(A, B, C, *, tol: float = 1e-10, max_iter: int = 20, inner_tol: f
     prep = prepare(A, B, C, dtype=np.float64, native=True)
     d, n, dp, nq = prep.shape
     ref = check_reference(reference, dp, nq)
-    A64, B64, C64 = prep.A, prep.B, prep.C
-    xp = namespace(C64)
+    xp = namespace(prep.C)
+    # powers of two (exact) bring A and every residual into float32's range: W(s A) = W / s
+    ea = _exponent(xp, prep.A)
+    A64, B64, C64 = scale_pow2(prep.A, -ea), prep.B, prep.C
     A32 = xp.astype(A64, xp.float32)
     W = xp.zeros((dp, d), dtype=xp.float64, device=device_of(C64))
     D = xp.zeros((dp, nq), dtype=xp.float64, device=device_of(C64))
     R = B64
-    stop = StopRule(tol, max_iter, ref, timer, guard=True)
+    stop = StopRule(tol, max_iter, ref, timer)
     inner_iterations: list[int] = []
     for _ in range(max_iter):
-        inner = eagle_estimate(A32, xp.astype(R, xp.float32), tol=inner_tol, eta=eta,
-                               gamma=gamma)
+        er = _exponent(xp, R)
+        inner = eagle_estimate(A32, xp.astype(scale_pow2(R, -er), xp.float32), tol=inner_tol,
+                               eta=eta, gamma=gamma)
         inner_iterations.append(inner.iterations)
-        W = W + xp.astype(inner.W, xp.float64)
-        D_old, D = D, W @ C64
+        W = W + scale_pow2(xp.astype(inner.W, xp.float64), er)
+        D_old, D = D, scale_pow2(W, -ea) @ C64
         R = B64 - W @ A64
         if stop.record(D, D_old):
             break
-    D_out = D_old if stop.diverged else stop.final(D)
+    D_out = D_old if stop.diverged else D
+    W = scale_pow2(W, -ea)
     info: dict[str, Any] = {"eta": eta, "gamma": gamma, "inner_tol": inner_tol,
                             "inner_iterations": inner_iterations,
                             "precision": "float32 inner solves, float64 refinement"}
