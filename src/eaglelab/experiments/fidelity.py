@@ -582,6 +582,8 @@ def _spike_reason(finite, guard, skipped, rate, recovered) -> str:
 
 
 TAIL = 95.0    # "atypically large": an input norm at or above this percentile of the batch
+NULL_CHANCE = 0.01   # agreement needs failures that would all be at the tail by chance
+                     # with at most this probability (2 or more at TAIL 95; set 2026-12-04)
 
 
 def _explosion_claim(r: str, s: dict):
@@ -601,11 +603,19 @@ def _explosion_claim(r: str, s: dict):
         return cm.untested(text, paper, f"no test task exploded ({e['count'] if e else '-'} per "
                            "seed)", "cannot: nothing failed to explain")
     pct = np.asarray(e["norm_percentiles"])
+    # were failures unrelated to the norm, each would sit in the top (100 - TAIL)% by chance
+    p_null = ((100 - TAIL) / 100) ** len(pct)
+    ours = ("exploded tasks per seed: " + " ".join(map(str, e["count"])) + f" of {s['tasks']}; "
+            f"their input-norm percentiles: min {pct.min():.1f}, median {np.median(pct):.1f}; "
+            f"{e['out_of_range']} of them outside the calibrated range; chance that all "
+            f"{len(pct)} lie at or above the {TAIL:g}th percentile with no relation to the "
+            f"norm: {p_null:.1e}")
+    if pct.min() >= TAIL and p_null > NULL_CHANCE:
+        return cm.untested(text, paper, ours,
+                           f"too few failures: {len(pct)} at the tail happen by chance with "
+                           f"probability {p_null:.2g} > {NULL_CHANCE:g}")
     return cm.claim(
-        text, paper,
-        "exploded tasks per seed: " + " ".join(map(str, e["count"])) + f" of {s['tasks']}; "
-        f"their input-norm percentiles: min {pct.min():.1f}, median {np.median(pct):.1f}; "
-        f"{e['out_of_range']} of them outside the calibrated range",
+        text, paper, ours,
         bool(pct.min() >= TAIL), "every failure is a task with an atypically large input norm",
         f"{int(np.sum(pct < TAIL))} failing task(s) have an input norm below the {TAIL:g}th "
         "percentile: not (only) the norm")
