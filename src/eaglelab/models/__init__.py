@@ -3,7 +3,9 @@
 See `transformer.py` for the layer, the read-out convention (prediction = -Z_L[d:, n:])
 and the fast path; `reference.py` for the float64 loop reference; `layout.py` for the
 distributed regime's column-partition layout; `handset.py` for EAGLE-structured weights;
-`prune.py` for greedy head pruning on a validation batch.
+`prune.py` for greedy head pruning on a validation batch; `family.py` for the family's
+(P, Q) layer, its map onto this transformer and the GD / preconditioned GD / GD++
+constructions.
 """
 
 from eaglelab.models.config import REGIMES, ModelConfig

@@ -10,6 +10,8 @@
 - `distributions`: the ablation distributions behind one entry point, `sample`;
 - `diverse`: distributed problems with a prescribed diversity index alpha (`diverse_problem`);
 - `regression`: in-context linear regression in the block layout;
+- `icl`: the family's in-context regression tasks (Ahn et al., von Oswald et al.,
+  Vladymyrov et al.) with tokens as rows - the block layout with d' = n' = 1;
 - `kernels`: Nystrom kernel-slice tasks on synthetic or user-supplied point sets;
 - `realdata`: problems from real (e.g. SuiteSparse) matrices by pivoted-QR selection.
 """

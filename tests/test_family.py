@@ -1,0 +1,118 @@
+"""The family's tasks and layer (related brief, sections 1-3): the token layout is the block
+layout, the (P, Q) layer equals eaglelab's transformer, and the hand-set constructions equal
+their algorithms to 1e-12."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from eaglelab.models.family import (
+    family_model,
+    family_reference,
+    gd_plus_plus,
+    gd_plus_plus_reference,
+    preconditioned_gd,
+    preconditioned_gd_reference,
+)
+from eaglelab.tasks import split
+from eaglelab.tasks.icl import (
+    AHN_SPECTRUM,
+    ahn_batch,
+    context_and_query,
+    from_columns,
+    to_columns,
+    vladymyrov_batch,
+    von_oswald_batch,
+)
+
+
+def _rel(a, b) -> float:
+    return float(np.linalg.norm(np.asarray(a) - np.asarray(b)) / np.linalg.norm(b))
+
+
+def test_the_token_layout_is_the_block_layout():
+    b = ahn_batch(8, seed=0)
+    A, C, B, D = context_and_query(b.X)
+    A2, B2, C2, D2 = split(torch.as_tensor(b.X), b.N, b.d)    # eaglelab's split: d=N, n=d
+    for mine, theirs in ((A, A2), (B, B2), (C, C2), (D, D2)):
+        assert np.array_equal(mine, theirs.numpy())
+    assert np.array_equal(from_columns(to_columns(b.X)), b.X)
+    assert to_columns(b.X).shape == (8, b.d + 1, b.N + 1)
+    assert np.all(b.prompt[:, -1, -1] == 0) and np.array_equal(b.answer, D[:, 0, 0])
+
+
+@pytest.mark.parametrize("layers", [1, 3])
+def test_the_family_layer_is_eaglelabs_transformer(layers):
+    """Random (P, Q) per layer: the family's column formula (float64 loops) and eaglelab's
+    transformer with W_QK = Q^T / N, W_VP = P^T give the same tokens and prediction."""
+    rng = np.random.default_rng(layers)
+    b = von_oswald_batch(6, seed=1)
+    W = b.d + 1
+    Ps = [0.3 * rng.standard_normal((W, W)) for _ in range(layers)]
+    Qs = [0.3 * rng.standard_normal((W, W)) for _ in range(layers)]
+    want = from_columns(family_reference(to_columns(b.prompt), Ps, Qs))
+    model = family_model(Ps, Qs, b.N)
+    with torch.no_grad():
+        got = model.layer_outputs(torch.as_tensor(b.prompt))[-1][0].numpy()
+        pred = model(torch.as_tensor(b.prompt))[0, :, 0, 0].numpy()
+    assert _rel(got, want) < 1e-12
+    assert _rel(pred, -want[:, -1, -1]) < 1e-12           # prediction = minus the query's y
+
+
+def test_preconditioned_gd_construction_is_L_steps_of_preconditioned_gd():
+    b = ahn_batch(16, seed=2)
+    rng = np.random.default_rng(0)
+    gammas = []
+    for _ in range(3):
+        G = rng.standard_normal((b.d, b.d))
+        gammas.append(0.2 * (G @ G.T) / b.d)
+    Ps, Qs = preconditioned_gd(gammas)
+    with torch.no_grad():
+        pred = family_model(Ps, Qs, b.N)(torch.as_tensor(b.prompt))[0, :, 0, 0].numpy()
+    assert _rel(pred, preconditioned_gd_reference(b.X, gammas)) < 1e-12
+    # the inverse-covariance preconditioner fits a noiseless task better than the identity
+    cov_inv = np.linalg.inv(b.covariance)
+    err = {name: np.mean((preconditioned_gd_reference(b.X, [0.5 * G] * 3) - b.answer) ** 2)
+           for name, G in (("identity", np.eye(b.d)), ("Sigma^-1", cov_inv))}
+    assert err["Sigma^-1"] < err["identity"]
+
+
+def test_gd_plus_plus_construction_is_one_gd_plus_plus_step():
+    b = von_oswald_batch(10, seed=3, N=25)
+    Ps, Qs = gd_plus_plus(gamma=0.7, eta=0.9, d=b.d)
+    want = gd_plus_plus_reference(b.prompt, 0.7, 0.9)
+    with torch.no_grad():
+        got = family_model(Ps, Qs, b.N).layer_outputs(torch.as_tensor(b.prompt))[-1][0]
+    assert _rel(got.numpy(), want) < 1e-12
+
+
+def test_von_oswald_one_step_loss_depends_on_the_input_range():
+    """The brief's finding: the best one-step GD loss (0.5 squared error) is about 0.2 for
+    x ~ U(-0.5, 0.5) (their code) and about 0.83 for U(-1, 1) (their text)."""
+    out = {}
+    for r in (0.5, 1.0):
+        b = von_oswald_batch(20000, seed=0, x_range=r)
+        g = preconditioned_gd_reference(b.X, [np.eye(b.d)])       # one step, eta = 1
+        eta = float(g @ b.answer / (g @ g))                        # the best step size
+        out[r] = 0.5 * float(np.mean((eta * g - b.answer) ** 2))
+    assert 0.18 < out[0.5] < 0.24 and 0.75 < out[1.0] < 0.92, out
+
+
+def test_task_statistics_follow_their_definitions():
+    a = ahn_batch(20000, seed=4)
+    x = a.X[:, :-1, :-1].reshape(-1, a.d)
+    assert np.allclose(np.cov(x.T), a.covariance, atol=0.02)
+    assert np.allclose(np.sort(np.linalg.eigvalsh(a.covariance)), np.sort(AHN_SPECTRUM))
+    assert np.allclose(np.cov(a.w.T), np.linalg.inv(a.covariance), atol=0.4)
+    assert np.allclose(a.X[..., -1], np.einsum("bnd,bd->bn", a.X[..., :-1], a.w))
+    v = vladymyrov_batch(4000, sigma_max=5.0, seed=5)
+    resid = v.X[..., -1] - np.einsum("bnd,bd->bn", v.X[..., :-1], v.w)
+    assert v.noise.min() >= 0 and v.noise.max() <= 5
+    assert abs(np.corrcoef(resid.std(axis=1), v.noise)[0, 1]) > 0.95
+    c = vladymyrov_batch(3000, levels=(1, 3, 5), sigma_max=None, seed=6)
+    assert set(np.unique(c.noise)) == {1.0, 3.0, 5.0}
+    with pytest.raises(ValueError, match="exactly one of"):
+        vladymyrov_batch(2, levels=(1, 3))
+    assert np.array_equal(ahn_batch(3, seed=7).X, ahn_batch(3, seed=7).X)
