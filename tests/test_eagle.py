@@ -324,6 +324,17 @@ def test_property_random_shapes_converge(n, d, dp, np_, seed):
     assert np.linalg.norm(res.D - p.reference) <= 1e-9 * scale + 1e-12
 
 
+def _low_rank_problem(d: int, n: int, r: int, log_smin: float, seed: int = 4):
+    """A d x n matrix of rank r with singular values logspace(0, log_smin), and B in its row
+    space: (A, B, C, D*)."""
+    rng = np.random.default_rng(seed)
+    U = np.linalg.qr(rng.standard_normal((d, r)))[0]
+    V = np.linalg.qr(rng.standard_normal((n, r)))[0]
+    A = U @ np.diag(np.logspace(0, log_smin, r)) @ V.T
+    B, C = rng.standard_normal((5, r)) @ V.T, rng.standard_normal((d, 6))
+    return A, B, C, B @ np.linalg.pinv(A) @ C
+
+
 @pytest.mark.parametrize("dtype,sketch", [(np.float64, None), (np.float32, None)])
 def test_rounding_amplification_on_rank_deficient_A_is_caught(dtype, sketch):
     """On a rank-deficient A (rank 24 of 40 x 56) Newton-Schulz drives rounding-level
@@ -333,13 +344,7 @@ def test_rounding_amplification_on_rank_deficient_A_is_caught(dtype, sketch):
     rule must stop at the smallest change and return that iterate, never a wrong answer
     labelled converged.  Dense EAGLE only: a sketched run has no cheap settled test, and a
     growth guard without one stopped slow but legitimate runs (docs/hostile-input.md)."""
-    rng = np.random.default_rng(4)
-    d, n, r = 40, 56, 24
-    U = np.linalg.qr(rng.standard_normal((d, r)))[0]
-    V = np.linalg.qr(rng.standard_normal((n, r)))[0]
-    A = U @ np.diag(np.logspace(0, -2, r)) @ V.T
-    B, C = rng.standard_normal((5, r)) @ V.T, rng.standard_normal((d, 6))
-    ref = B @ np.linalg.pinv(A) @ C
+    A, B, C, ref = _low_rank_problem(40, 56, 24, -2)
     kw = {} if sketch is None else {"sketch": sketch, "r": 30, "seed": 3}
     eps = float(np.finfo(dtype).eps)
     for tol in (1e-30, 1e-6):
@@ -400,13 +405,7 @@ def test_many_rounding_modes_do_not_keep_a_finished_run_unsettled():
     """A rank-60 200 x 300 A (kappa 1e7): its 140 rounding-level modes must not add up past
     the settled test (a first version summed them: 103 iterations and 'converged' with error
     1.19; the right stop is at 46 with the SVD solver's accuracy)."""
-    rng = np.random.default_rng(4)
-    d, n, r = 200, 300, 60
-    U = np.linalg.qr(rng.standard_normal((d, r)))[0]
-    V = np.linalg.qr(rng.standard_normal((n, r)))[0]
-    A = U @ np.diag(np.logspace(0, -7, r)) @ V.T
-    B, C = rng.standard_normal((5, r)) @ V.T, rng.standard_normal((d, 6))
-    ref = B @ np.linalg.pinv(A) @ C
+    A, B, C, ref = _low_rank_problem(200, 300, 60, -7)
     res = eagle(A, B, C, reference=ref)
     assert res.converged and res.relative_error < 1e-8, (res.iterations, res.relative_error)
 
