@@ -169,3 +169,27 @@ def test_ahns_preconditioner_is_the_best_one_step_preconditioner():
     assert best < loss(0.8 * G) and best < loss(1.2 * G)
     eta, _ = R.tune_gd_step(b.X[:20000])
     assert best < R.mse(R.gd_predict(b.X, eta, 1), b.X)
+
+
+def test_a_trained_single_layer_matches_one_gd_step(tmp_path):
+    """von Oswald et al.'s first claim, through eaglelab's own trainer: one linear-attention
+    layer trained on their task (d = N = 10, x ~ U(-0.5, 0.5)) reaches the loss of one GD
+    step with the best step (paper: about 0.2, 1/2 squared error)."""
+    from eaglelab.solvers.icl_baselines import gd_predict, mse, tune_gd_step
+    from eaglelab.tasks.icl import icl_batch
+    from eaglelab.train import RunConfig, resolve_config, train
+
+    over = {"task.family": "von-oswald", "task.tokens": "10", "task.features": "10",
+            "model.layers": "1", "model.init_std": "0.002", "train.batch": "512",
+            "train.eval_size": "256", "train.eval_every": "500", "train.threads": "1"}
+    cfg = resolve_config("unconstrained", 1, 2000, over, task="icl")
+    assert RunConfig.from_json(cfg.to_json()) == cfg
+    run = train(cfg, tmp_path / "run")
+    test = icl_batch(cfg.task, 10000, 123)
+    with torch.no_grad():
+        pred = run.model.double()(torch.as_tensor(test.prompt))[0, :, 0, 0].numpy()
+    eta, _ = tune_gd_step(icl_batch(cfg.task, 4000, 7).X)
+    model, gd = 0.5 * mse(pred, test.X), 0.5 * mse(gd_predict(test.X, eta, 1), test.X)
+    assert 0.18 < gd < 0.24 and model < 1.05 * gd, (model, gd)
+    with pytest.raises(ValueError, match="unconstrained regime"):
+        resolve_config("distributed", 1, 10, task="icl")

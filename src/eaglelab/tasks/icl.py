@@ -30,14 +30,18 @@ All draws are float64 from a numpy Generator seeded by `seed` (reproducible, dev
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
+import torch
 
 from eaglelab.tasks._checks import check_float, check_int, np_rng
 
-__all__ = ["ICLBatch", "AHN_SPECTRUM", "ahn_covariance", "ahn_batch", "von_oswald_batch",
-           "vladymyrov_batch", "to_columns", "from_columns", "context_and_query"]
+__all__ = ["ICLBatch", "ICLTaskConfig", "FAMILIES", "AHN_SPECTRUM", "ahn_covariance",
+           "ahn_batch", "von_oswald_batch", "vladymyrov_batch", "to_columns", "from_columns",
+           "context_and_query", "icl_batch"]
+
+FAMILIES = ("ahn", "von-oswald", "vladymyrov")
 
 AHN_SPECTRUM = (1.0, 1.0, 0.25, 0.0625, 1.0)
 
@@ -164,3 +168,72 @@ def context_and_query(X: np.ndarray):
     context y's (N x 1), query x (1 x d), query y (1 x 1)) - `tasks.split` with d' = n' = 1."""
     X = np.asarray(X)
     return X[..., :-1, :-1], X[..., :-1, -1:], X[..., -1:, :-1], X[..., -1:, -1:]
+
+
+@dataclass(frozen=True)
+class ICLTaskConfig:
+    """A family task as a training task (`train.resolve_config(..., task="icl")`): the
+    block sizes the model and the sampler read are n = `features`, d = `tokens` (the N
+    context rows), n' = d' = 1.  `family` picks the generator; `x_range` is von Oswald
+    et al.'s input range; `sigma_max` / `levels` are Vladymyrov et al.'s noise (levels
+    non-empty: categorical); `cov_seed` fixes Ahn et al.'s rotation for the whole run (one
+    Sigma per run, as their per-seed runs)."""
+
+    family: str = "ahn"
+    tokens: int = 20
+    features: int = 5
+    x_range: float = 0.5
+    sigma_max: float = 5.0
+    levels: tuple = ()
+    cov_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"task.family={self.family!r}; use one of {', '.join(FAMILIES)}")
+        check_int("task.tokens", self.tokens)
+        check_int("task.features", self.features)
+        object.__setattr__(self, "levels", tuple(float(v) for v in self.levels))
+
+    # the block sizes (tasks as rows: d = N context tokens, n = features)
+    @property
+    def n(self) -> int:
+        return self.features
+
+    @property
+    def d(self) -> int:
+        return self.tokens
+
+    n_prime = 1
+    d_prime = 1
+
+    @property
+    def covariance(self) -> np.ndarray:
+        if self.family == "ahn":
+            return ahn_covariance(self.features, seed=self.cov_seed)
+        return np.eye(self.features)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def icl_batch(task: ICLTaskConfig, batch: int, seed) -> ICLBatch:
+    """One batch of `task` (see `ICLTaskConfig`)."""
+    if task.family == "ahn":
+        return ahn_batch(batch, N=task.tokens, d=task.features, seed=seed,
+                         covariance=task.covariance)
+    if task.family == "von-oswald":
+        return von_oswald_batch(batch, N=task.tokens, d=task.features, x_range=task.x_range,
+                                seed=seed)
+    if task.levels:
+        return vladymyrov_batch(batch, N=task.tokens, d=task.features, sigma_max=None,
+                                levels=task.levels, seed=seed)
+    return vladymyrov_batch(batch, N=task.tokens, d=task.features, sigma_max=task.sigma_max,
+                            seed=seed)
+
+
+def draw_icl(task: ICLTaskConfig, batch: int, generator: torch.Generator,
+             dtype=torch.float32) -> torch.Tensor:
+    """`icl_batch` driven by a torch generator (a numpy seed drawn from it, so the stream
+    is deterministic and resumes with the generator's state): X (batch, N + 1, d + 1)."""
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    return torch.as_tensor(icl_batch(task, batch, seed).X).to(dtype)

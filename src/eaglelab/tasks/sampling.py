@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from eaglelab.tasks.estimation import EstimationTaskConfig, estimation_batch
+from eaglelab.tasks.icl import ICLTaskConfig, draw_icl
 from eaglelab.tasks.training import training_batch
 
 __all__ = ["draw_batch"]
@@ -21,6 +22,12 @@ __all__ = ["draw_batch"]
 def draw_batch(task, batch: int, generator: torch.Generator, *, dtype=torch.float32,
                sampler: str = "fast", out: torch.Tensor | None = None) -> torch.Tensor:
     """One batch X (batch, d + d', n + n') of the task."""
+    if isinstance(task, ICLTaskConfig):        # one sampler (float64 numpy, then cast)
+        X = draw_icl(task, batch, generator, dtype)
+        if out is not None:
+            out.copy_(X)
+            return out
+        return X
     if isinstance(task, EstimationTaskConfig) or sampler == "exact":
         X = (estimation_batch(task, batch, generator, dtype)
              if isinstance(task, EstimationTaskConfig)

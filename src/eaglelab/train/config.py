@@ -19,6 +19,7 @@ from eaglelab.devices import check_device_name
 from eaglelab.models.config import REGIMES, ModelConfig
 from eaglelab.settings import parse_setting
 from eaglelab.tasks.estimation import EstimationTaskConfig
+from eaglelab.tasks.icl import ICLTaskConfig
 from eaglelab.tasks.scale import training_median
 from eaglelab.tasks.training import TrainingTaskConfig
 
@@ -110,7 +111,7 @@ class RunConfig:
     regime: str
     seeds: tuple[int, ...]
     model: ModelConfig
-    task: TrainingTaskConfig | EstimationTaskConfig
+    task: TrainingTaskConfig | EstimationTaskConfig | ICLTaskConfig
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict:
@@ -131,7 +132,8 @@ class RunConfig:
         if missing or unknown:
             raise ValueError(f"not a run config: missing {missing}, unknown {unknown}")
         regime = data["regime"]
-        task_cls = EstimationTaskConfig if regime == "estimation" else TrainingTaskConfig
+        task_cls = _task_class(regime, "icl" if isinstance(data["task"], dict)
+                               and "family" in data["task"] else "training")
         try:
             return cls(regime=regime, seeds=tuple(int(s) for s in data["seeds"]),
                        model=ModelConfig(**data["model"]), task=task_cls(**data["task"]),
@@ -178,9 +180,23 @@ def apply_overrides(sections: dict[str, dict], overrides: dict[str, str]) -> Non
         sections[sec][name] = _parse(str(raw_value), sections[sec][name], raw_key)
 
 
+def _task_class(regime: str, task: str):
+    if task == "icl":
+        if regime != "unconstrained":
+            raise ValueError(f"the family's regression tasks train the unconstrained regime "
+                             f"(the family's full (P, Q) layer), not {regime!r}")
+        return ICLTaskConfig
+    if task != "training":
+        raise ValueError(f"task={task!r}; use 'training' or 'icl'")
+    return EstimationTaskConfig if regime == "estimation" else TrainingTaskConfig
+
+
 def resolve_config(regime: str, seeds: int, steps: int | None = None,
-                   overrides: dict[str, str] | None = None) -> RunConfig:
+                   overrides: dict[str, str] | None = None, task: str = "training"
+                   ) -> RunConfig:
     """Build the run config: defaults of the regime, then `steps`, then the overrides.
+    task="icl" trains on one of the family's regression tasks (`tasks.icl.ICLTaskConfig`:
+    override task.family, task.tokens, ...) instead of the masked-block training task.
 
     Raises ValueError with a message naming the option for every invalid choice."""
     if regime not in REGIMES:
@@ -190,7 +206,7 @@ def resolve_config(regime: str, seeds: int, steps: int | None = None,
                          f"{seeds!r}")
     if steps is not None and (not isinstance(steps, int) or steps < 0):
         raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
-    task_cls = EstimationTaskConfig if regime == "estimation" else TrainingTaskConfig
+    task_cls = _task_class(regime, task)
     model_fields = {f.name: f.default for f in fields(ModelConfig)
                     if f.name not in _DIMS and f.name != "regime"}
     sections = {"model": dict(model_fields),
@@ -201,6 +217,10 @@ def resolve_config(regime: str, seeds: int, steps: int | None = None,
     sections["model"]["norm_target"] = 0.0      # 0: "the training median" unless set
     apply_overrides(sections, overrides or {})
     task = task_cls(**sections["task"])
+    if sections["model"]["norm_target"] == 0.0 and isinstance(task, ICLTaskConfig):
+        if sections["model"]["normalise"] != "none":
+            raise ValueError("per-prompt normalisation is not defined for the family's tasks")
+        sections["model"]["norm_target"] = 1.0
     if sections["model"]["norm_target"] == 0.0:
         method = sections["model"]["normalise"]
         sections["model"]["norm_target"] = (1.0 if method == "none" or regime == "estimation"
