@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 __all__ = ["REGIMES", "ModelConfig"]
 
 REGIMES = ("unconstrained", "compute-limited", "distributed", "estimation")
+SUPPORTS = ("full", "sparse")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,10 @@ class ModelConfig:
         equals `norm_target` before the layers, and the prediction is scaled back.
     norm_target : the estimate a normalised prompt is brought to (e.g.
         `tasks.scale.training_median(task, method)` for a model trained without it).
+    support : "full" (every weight free), or "sparse" (unconstrained regime only; Ahn et
+        al.'s sparse form, related brief section 1): W_QK lives on the (x, x) block - the
+        first n rows and columns - and W_VP on the (y, y) block - the last n' - so a layer
+        moves only the y entries, by a learned preconditioned-GD step.
     """
 
     regime: str = "unconstrained"
@@ -61,6 +66,7 @@ class ModelConfig:
     init_std: float = 0.02
     normalise: str = "none"
     norm_target: float = 1.0
+    support: str = "full"
 
     def __post_init__(self) -> None:
         if self.regime not in REGIMES:
@@ -79,6 +85,11 @@ class ModelConfig:
                              f"{[m for m in range(1, self.n + 1) if self.n % m == 0]}")
         if not (self.init_std > 0 and self.init_std < float("inf")):
             raise ValueError(f"init_std must be a positive finite number, got {self.init_std}")
+        if self.support not in SUPPORTS:
+            raise ValueError(f"model.support={self.support!r}; use one of {SUPPORTS}")
+        if self.support != "full" and self.regime != "unconstrained":
+            raise ValueError(f"model.support={self.support!r} is defined for the unconstrained "
+                             f"regime only, not {self.regime!r}")
         from eaglelab.tasks.scale import METHODS
 
         if self.normalise not in METHODS:

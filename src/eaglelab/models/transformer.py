@@ -135,6 +135,13 @@ class LinearTransformer(nn.Module):
             gen = torch.Generator().manual_seed(s)
             theta[k] = torch.randn(start, generator=gen, dtype=torch.float64).to(dtype)
         theta *= config.init_std
+        if config.support == "sparse":      # the entries the support removes start (and stay) 0
+            W, n = config.width, config.n
+            for name, keep_x in (("wq", True), ("wk", True), ("wv", False), ("wp", False)):
+                a, b = self.offsets[name]
+                view = theta[:, a:b].view(len(seed_list), *self.shapes[name])
+                rows = torch.arange(W) < n
+                view[..., ~rows if keep_x else rows, :] = 0
         if "bq" in self.offsets:
             a, b = self.offsets["bq"]
             theta[:, a:b] = 0
@@ -199,7 +206,18 @@ class LinearTransformer(nn.Module):
         if self.layout is not None:
             for name in ("wq", "wk", "wv"):
                 p[name] = self.layout.embed_local(p[name], self.config.heads)
+        if self.config.support == "sparse":
+            for name, rows in self._support_rows().items():
+                p[name] = p[name] * rows.to(p[name].dtype)[:, None]
         return p
+
+    def _support_rows(self) -> dict[str, torch.Tensor]:
+        """support="sparse": the rows each factor may use (query/key: the n x columns;
+        value/projection: the n' y columns), so W_QK = Wq Wk^T sits on the (x, x) block and
+        W_VP = Wv Wp^T on the (y, y) block."""
+        c = self.config
+        x = (torch.arange(c.width) < c.n).to(self.theta.device)
+        return {"wq": x, "wk": x, "wv": ~x, "wp": ~x}
 
     def products(self, theta: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """W_QK = Wq Wk^T and W_VP = Wv Wp^T per layer and head, (K, L, H, W, W), head mask

@@ -16,8 +16,8 @@ rows [x_j, y_j], the query last; its answer is ignored) and returns the query pr
 - `tune_const_ridge`, `tune_ada_ridge`, `tune_gd_step`: the tuned constants, chosen on a
   VALIDATION batch by grid search (never on the batch a loss is reported on);
 - `gd_predict(X, eta, steps)`: `steps` GD steps from w = 0 on (1 / 2N) sum (y - x^T w)^2;
-- `ahn_optimal_preconditioner(cov, N)`: [((N + 1) / N) Sigma + (tr Sigma / N) I]^-1, the
-  global optimum of one preconditioned GD step (Ahn et al., Theorem 1);
+- `optimal_one_step_preconditioner(cov, N, w_cov)`: the best one-step preconditioner for
+  x ~ N(0, Sigma), w ~ N(0, W) (Ahn et al.'s Theorem 1 at W = I);
 - `adjusted_loss(pred, batch)`: the loss minus the oracle ridge's (1/2 squared error).
 """
 
@@ -29,7 +29,7 @@ import numpy as np
 
 __all__ = ["ridge_predict", "oracle_ridge_predict", "ada_ridge_predict", "tuned_ridge_predict",
            "noise_estimate", "tune_const_ridge", "tune_ada_ridge", "tune_gd_step",
-           "gd_predict", "ahn_optimal_preconditioner", "adjusted_loss", "mse"]
+           "gd_predict", "optimal_one_step_preconditioner", "adjusted_loss", "mse"]
 
 
 def _parts(X):
@@ -126,11 +126,20 @@ def tune_gd_step(X_val, steps: int = 1, grid: Sequence[float] = tuple(np.logspac
                                              X_val))
 
 
-def ahn_optimal_preconditioner(cov, N: int) -> np.ndarray:
-    """[((N + 1) / N) Sigma + (tr Sigma / N) I]^-1 (Ahn et al., Theorem 1)."""
+def optimal_one_step_preconditioner(cov, N: int, w_cov=None) -> np.ndarray:
+    """The preconditioner Gamma minimising the expected loss of one preconditioned GD step
+    from w = 0, x ~ N(0, Sigma) (Sigma = cov), w ~ N(0, W) (W = w_cov, identity if None):
+
+        Gamma* = W Sigma [((N + 1) / N) Sigma W Sigma + (tr(W Sigma) / N) Sigma]^-1,
+
+    from E[Sigma_hat W Sigma_hat] = ((N + 1) / N) Sigma W Sigma + (tr(W Sigma) / N) Sigma for
+    the context moment Sigma_hat = X^T X / N.  W = I gives Ahn et al.'s Theorem 1,
+    [((N + 1) / N) Sigma + (tr Sigma / N) I]^-1; their experiments' task has
+    W = Sigma^-1, where it is N / (N + d + 1) Sigma^-1 - exactly a multiple of Sigma^-1."""
     S = np.asarray(cov, dtype=np.float64)
-    d = S.shape[0]
-    return np.linalg.inv((N + 1) / N * S + np.trace(S) / N * np.eye(d))
+    W = np.eye(S.shape[0]) if w_cov is None else np.asarray(w_cov, dtype=np.float64)
+    moment = (N + 1) / N * S @ W @ S + np.trace(W @ S) / N * S
+    return W @ S @ np.linalg.inv(moment)
 
 
 def adjusted_loss(pred, batch, half: bool = True) -> float:
