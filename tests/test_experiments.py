@@ -400,3 +400,19 @@ def test_realdata_solves_on_torch_tensors_with_a_device():
         assert len(a) == len(b) and abs(a[-1] - b[-1]) < 1e-12
     assert abs(plain["lstsq"]["direct"]["error"] - dev["lstsq"]["direct"]["error"]) < 1e-12
     assert [r["error"] for r in dev["lsmr"]["ladder"]] == [r["error"] for r in plain["lsmr"]["ladder"]]
+
+
+def test_ahn_quick_learns_multiples_of_sigma_inverse(out_dir):
+    """Ahn et al. in quick mode: the whitened Dist of every learned preconditioner is far
+    below its raw Dist, the untrained control is rejected, one layer learns the task's
+    optimal one-step preconditioner, and the extracted iteration is the model."""
+    r = result("ahn", out_dir)
+    rows = [x for rs in r["data"]["rows"].values() for x in rs]
+    for x in rows:
+        assert max(x["dist_whitened"]) < 0.2 * min(x["dist_raw"]), x
+        assert x["extraction_gap"] < 1e-9 and x["mse"] < x["mse_gd"]
+    control = r["data"]["control"][0]
+    assert min(control["dist_whitened"]) > 0.5
+    verdicts = {c["claim"]: c["verdict"] for c in r["claims"]}
+    assert verdicts[next(k for k in verdicts if k.startswith("Negative control"))] == "agrees"
+    assert verdicts[next(k for k in verdicts if k.startswith("1 layer"))] == "agrees"

@@ -46,6 +46,8 @@ EXPERIMENTS: dict[str, str] = {
     "estimation": "eaglelab.experiments.estimation",
     "realdata": "eaglelab.experiments.realdata",
     "theory": "eaglelab.experiments.theory",
+    # the family (related brief)
+    "ahn": "eaglelab.experiments.ahn",
 }
 
 
