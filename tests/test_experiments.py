@@ -416,3 +416,16 @@ def test_ahn_quick_learns_multiples_of_sigma_inverse(out_dir):
     verdicts = {c["claim"]: c["verdict"] for c in r["claims"]}
     assert verdicts[next(k for k in verdicts if k.startswith("Negative control"))] == "agrees"
     assert verdicts[next(k for k in verdicts if k.startswith("1 layer"))] == "agrees"
+
+
+def test_von_oswald_quick_single_layer_is_one_gd_step(out_dir):
+    """von Oswald et al. in quick mode: the trained layer's loss is one GD step's (about
+    0.2 for U(-0.5, 0.5)), the sensitivities align, the untrained control is rejected, and
+    the U(-1, 1) range gives a loss far from the published 0.2."""
+    r = result("von_oswald", out_dir)
+    main = r["data"]["rows"]["0.5"][0]
+    assert abs(main["loss"] - main["loss_gd"]) < 0.05 * main["loss_gd"]
+    assert main["cosine"] > 0.99 and 0.16 < main["loss"] < 0.24
+    assert r["data"]["rows"]["1"][0]["loss_gd"] > 0.6
+    assert r["data"]["controls"]["0.5"]["cosine"] < 0.5
+    assert all(c["verdict"] == "agrees" for c in r["claims"]), r["claims"]

@@ -48,6 +48,7 @@ EXPERIMENTS: dict[str, str] = {
     "theory": "eaglelab.experiments.theory",
     # the family (related brief)
     "ahn": "eaglelab.experiments.ahn",
+    "von_oswald": "eaglelab.experiments.von_oswald",
 }
 
 
