@@ -17,7 +17,9 @@ must fail "matches GD".
 Rules fixed before the first full run: "matches one GD step" means the model's loss within
 MATCH_TOL (relative) of GD's and a mean sensitivity cosine >= COSINE_MIN; the loss "about
 0.2" means within LOSS_WINDOW of 0.2 (ours).  Our recipe: Adam lr 1e-3, batch 2,048 (theirs),
-5,000 steps (theirs: tens of thousands), init std 0.002 (theirs for one layer).
+10,000 steps (theirs: tens of thousands; 5,000 left one of three seeds at the saddle of
+the small initialisation, loss 0.398 against predicting zero's 0.415 - the budget was raised
+after that run, the rules were not changed), init std 0.002 (theirs for one layer).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ COSINE_MIN = 0.99
 @dataclass
 class Config:
     seeds: int = 3
-    steps: int = 5000
+    steps: int = 10000        # 5,000 left one of three seeds at the saddle of the small init
     batch: int = 2048
     lr: float = 1e-3
     init_std: float = 0.002
@@ -116,16 +118,21 @@ def _measure(model, test, val, cfg: Config) -> dict[str, Any]:
 
 def _midpoint(a, b):
     """A model whose W_QK, W_VP are the means of a's and b's (one head, one layer each):
-    Wq = W_QK, Wk = I, Wv = W_VP, Wp = I."""
+    Wq = W_QK, Wk = I, Wv = W_VP, Wp = I.  The layer is bilinear in (W_QK, W_VP), so
+    (c W_QK, W_VP / c) is the same model for every c: a's pair is first brought to b's
+    scale, c = ||W_QK^b|| / ||W_QK^a|| (the balanced gauge), so the midpoint is defined."""
     from eaglelab.models import LinearTransformer
 
     pa, pb = a.products(), b.products()
+    qa, va = pa["W_QK"][0, 0, 0], pa["W_VP"][0, 0, 0]
+    qb, vb = pb["W_QK"][0, 0, 0], pb["W_VP"][0, 0, 0]
+    c = torch.linalg.matrix_norm(qb) / torch.linalg.matrix_norm(qa)
     mid = LinearTransformer(a.config, [0], dtype=torch.float64)
     W = a.config.width
     with torch.no_grad():
         p = mid.params()
-        p["wq"][0, 0, 0] = (pa["W_QK"][0, 0, 0] + pb["W_QK"][0, 0, 0]) / 2
-        p["wv"][0, 0, 0] = (pa["W_VP"][0, 0, 0] + pb["W_VP"][0, 0, 0]) / 2
+        p["wq"][0, 0, 0] = (c * qa + qb) / 2
+        p["wv"][0, 0, 0] = (va / c + vb) / 2
         p["wk"][0, 0, 0] = torch.eye(W, dtype=torch.float64)
         p["wp"][0, 0, 0] = torch.eye(W, dtype=torch.float64)
     return mid
@@ -227,8 +234,8 @@ def _plot(ctx: Context, rows: dict[str, list[dict]]) -> None:
 
 def _captions() -> dict[str, str]:
     return {"von_oswald.png": "Median test loss over seeds of the trained single layer, one GD "
-            "step with the tuned step and the product-space midpoint, for both input ranges; "
-            "dotted: the paper's ~0.2."}
+            "step with the tuned step and the product-space midpoint (balanced gauge), for "
+            "both input ranges; dotted: the paper's ~0.2."}
 
 
 def _section(cfg: Config, rows: dict[str, list[dict]], controls: dict[str, dict]) -> str:
