@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from eaglelab.experiments import _common as cm
+from eaglelab.experiments._family import trained_icl_run
 from eaglelab.experiments.base import Context, ExperimentResult
 
 TITLE = "Preconditioned GD (Ahn et al.): learned preconditioners are multiples of Sigma^-1"
@@ -80,24 +81,13 @@ def _sqrtm(S: np.ndarray) -> np.ndarray:
 
 
 def _train(cfg: Config, layers: int, seed: int, folder: Path):
-    from eaglelab.train import load_run, resolve_config, train
-
     over = {"task.family": "ahn", "task.tokens": str(cfg.tokens),
             "task.features": str(cfg.features), "task.cov_seed": str(seed),
             "model.layers": str(layers), "model.support": "sparse",
             "model.init_std": str(cfg.init_std), "train.batch": str(cfg.batch),
             "train.lr": str(cfg.lr), "train.seed": str(seed), "train.eval_size": "512",
             "train.eval_every": "1000", "train.threads": "1"}
-    run_cfg = resolve_config("unconstrained", 1, cfg.steps, over, task="icl")
-    if (folder / "model.safetensors").exists():
-        run = load_run(folder)
-        if run.config == run_cfg:
-            return run
-    if folder.exists():
-        import shutil
-
-        shutil.rmtree(folder)
-    return train(run_cfg, folder)
+    return trained_icl_run(over, cfg.steps, folder)
 
 
 def _gammas(model, N: int, d: int) -> list[np.ndarray]:

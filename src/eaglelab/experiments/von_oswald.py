@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from eaglelab.experiments import _common as cm
+from eaglelab.experiments._family import trained_icl_run
 from eaglelab.experiments.base import Context, ExperimentResult
 
 TITLE = "GD in context (von Oswald et al.): a trained linear-attention layer is one GD step"
@@ -66,23 +67,12 @@ def make_config(quick: bool = False, seeds: int | None = None, **overrides: Any)
 
 
 def _train(cfg: Config, x_range: float, seed: int, folder: Path):
-    from eaglelab.train import load_run, resolve_config, train
-
     over = {"task.family": "von-oswald", "task.tokens": str(cfg.tokens),
             "task.features": str(cfg.features), "task.x_range": str(x_range),
             "model.layers": "1", "model.init_std": str(cfg.init_std),
             "train.batch": str(cfg.batch), "train.lr": str(cfg.lr), "train.seed": str(seed),
             "train.eval_size": "512", "train.eval_every": "1000", "train.threads": "1"}
-    run_cfg = resolve_config("unconstrained", 1, cfg.steps, over, task="icl")
-    if (folder / "model.safetensors").exists():
-        run = load_run(folder)
-        if run.config == run_cfg:
-            return run
-    if folder.exists():
-        import shutil
-
-        shutil.rmtree(folder)
-    return train(run_cfg, folder)
+    return trained_icl_run(over, cfg.steps, folder)
 
 
 def _predict_and_sensitivity(model, prompts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
