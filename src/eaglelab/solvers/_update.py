@@ -87,7 +87,7 @@ class DenseWorkspace:
     """The warm power-iteration vector and the freeze state for repeated dense steps of one
     (A, B); d x n sets which Gram matrix a step forms (the smaller)."""
 
-    def __init__(self, d: int, n: int, dtype=None) -> None:
+    def __init__(self, d: int, n: int) -> None:
         self.gram_rows = d <= n  # use G = A A^T (d x d); else H = A^T A (n x n)
         self.v = None
         self.freeze_requested = False
