@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from eaglelab.models.family import (
+    diag_reference,
     family_model,
     family_reference,
     gd_plus_plus,
@@ -86,6 +87,60 @@ def test_gd_plus_plus_construction_is_one_gd_plus_plus_step():
     with torch.no_grad():
         got = family_model(Ps, Qs, b.N).layer_outputs(torch.as_tensor(b.prompt))[-1][0]
     assert _rel(got.numpy(), want) < 1e-12
+
+
+def _diag_model(support: str, q, p, N: int, d: int):
+    from eaglelab.models import LinearTransformer, ModelConfig
+
+    cfg = ModelConfig(regime="unconstrained", n=d, d=N, n_prime=1, d_prime=1, layers=len(q),
+                      heads=1, support=support)
+    model = LinearTransformer(cfg, [0], dtype=torch.float64)
+    with torch.no_grad():
+        prm = model.params()
+        prm["q_diag"][0, :, 0] = torch.as_tensor(np.asarray(q, dtype=np.float64))
+        prm["v_diag"][0, :, 0] = torch.as_tensor(np.asarray(p, dtype=np.float64))
+    return model
+
+
+@pytest.mark.parametrize("support", ["diag", "gdpp"])
+def test_diag_and_gdpp_models_are_their_formulas(support):
+    """Vladymyrov et al.'s DIAG (four scalars per head) and GD++ (q_y = 0) as
+    `model.support`: eaglelab's transformer (fast path and fused training loss with its
+    hand-written backward) equals the per-token formula in float64; GD++'s q_y has no
+    gradient and stays 0."""
+    b = vladymyrov_batch(9, seed=4)
+    rng = np.random.default_rng(5)
+    q = 0.05 * rng.standard_normal((3, 2))
+    p = 0.5 * rng.standard_normal((3, 2))
+    model = _diag_model(support, q, p, b.N, b.d)
+    q_eff = q * ([1.0, 0.0] if support == "gdpp" else [1.0, 1.0])
+    want = diag_reference(b.prompt, q_eff, p)
+    Z0 = torch.as_tensor(b.prompt)
+    with torch.no_grad():
+        got = model.layer_outputs(Z0)[-1][0].numpy()
+        pred = model(Z0)[0, :, 0, 0].numpy()
+    assert _rel(got, want) < 1e-12 and _rel(pred, -want[:, -1, -1]) < 1e-12
+    D = torch.as_tensor(b.X[:, -1:, -1:])
+    g_fused = torch.autograd.grad(model.loss(Z0, D).sum(), model.theta)[0]
+    g_plain = torch.autograd.grad(model.loss(Z0, D, fused=False).sum(), model.theta)[0]
+    assert _rel(g_fused.numpy(), g_plain.numpy()) < 1e-10
+    if support == "gdpp":
+        assert not g_fused[0, 1:6:2].any()                  # q_y of every layer: no gradient
+        from eaglelab.models import LinearTransformer
+
+        fresh = LinearTransformer(model.config, [3], dtype=torch.float64).weights()
+        assert not fresh["q_diag"][:, 0, 1].any() and fresh["q_diag"][:, 0, 0].all()
+    else:
+        assert g_fused[0, 1:6:2].abs().min() > 0
+
+
+def test_gdpp_support_holds_the_gd_plus_plus_construction():
+    """GD++ as DIAG with q = (1/N, 0), p = (-gamma, -eta) is `gd_plus_plus`'s step."""
+    b = von_oswald_batch(10, seed=3, N=25)
+    model = _diag_model("gdpp", [(1.0 / b.N, 0.0)], [(-0.7, -0.9)], b.N, b.d)
+    with torch.no_grad():
+        got = model.layer_outputs(torch.as_tensor(b.prompt))[-1][0].numpy()
+    assert _rel(got, gd_plus_plus_reference(b.prompt, 0.7, 0.9)) < 1e-12
 
 
 def test_von_oswald_one_step_loss_depends_on_the_input_range():
@@ -228,3 +283,40 @@ def test_a_sparse_single_layer_learns_the_optimal_preconditioner(tmp_path):
         from eaglelab.models import ModelConfig
 
         ModelConfig(regime="distributed", support="sparse")
+
+
+def test_tied_layers_share_one_weight_set_and_sum_its_gradients():
+    """von Oswald et al.'s recurrent model (`model.tied`): one stored layer applied L times
+    equals the untied model holding L copies of it (forward, the float64 loop reference,
+    and the gradient = the sum of the copies' gradients, through the fused kernel too)."""
+    from eaglelab.models import LinearTransformer, ModelConfig
+    from eaglelab.models.reference import reference_layers
+    from eaglelab.train import resolve_config
+
+    b = von_oswald_batch(12, seed=6, N=25)
+    base = dict(regime="unconstrained", n=b.d, d=b.N, n_prime=1, d_prime=1, layers=3,
+                heads=1, init_std=0.15)
+    tied = LinearTransformer(ModelConfig(**base, tied=True), [2], dtype=torch.float64)
+    free = LinearTransformer(ModelConfig(**base), [0], dtype=torch.float64)
+    assert tied.theta.shape[1] * 3 == free.theta.shape[1]
+    with torch.no_grad():
+        for name, v in free.params().items():
+            v.copy_(tied.params()[name].expand_as(v))
+    Z0, D = torch.as_tensor(b.prompt), torch.as_tensor(b.X[:, -1:, -1:])
+    with torch.no_grad():
+        got = tied.layer_outputs(Z0)[-1][0].numpy()
+    assert _rel(got, free.layer_outputs(Z0)[-1][0].detach().numpy()) < 1e-13
+    assert _rel(got, reference_layers(tied.weights(), tied.config, b.prompt)[-1]) < 1e-12
+    g_tied = torch.autograd.grad(tied.loss(Z0, D).sum(), tied.theta)[0]
+    g_plain = torch.autograd.grad(tied.loss(Z0, D, fused=False).sum(), tied.theta)[0]
+    g_free = torch.autograd.grad(free.loss(Z0, D).sum(), free.theta)[0]
+    summed = torch.cat([g.view(1, 3, -1).sum(1) for g in (
+        g_free[:, a:e] for a, e in free.offsets.values())], dim=1)
+    assert _rel(g_tied.numpy(), summed.numpy()) < 1e-10
+    assert _rel(g_plain.numpy(), summed.numpy()) < 1e-10
+    with pytest.raises(ValueError, match="unconstrained regime only"):
+        ModelConfig(regime="compute-limited", tied=True)
+    with pytest.raises(ValueError, match="tied"):
+        resolve_config("unconstrained", 1, 100, {"model.tied": "true", "model.heads": "2",
+                                                 "train.prune_to": "1", "train.prune_at": "50"},
+                       task="icl")

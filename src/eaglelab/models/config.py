@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 __all__ = ["REGIMES", "ModelConfig"]
 
 REGIMES = ("unconstrained", "compute-limited", "distributed", "estimation")
-SUPPORTS = ("full", "sparse")
+SUPPORTS = ("full", "sparse", "diag", "gdpp")
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,13 @@ class ModelConfig:
     support : "full" (every weight free), or "sparse" (unconstrained regime only; Ahn et
         al.'s sparse form, related brief section 1): W_QK lives on the (x, x) block - the
         first n rows and columns - and W_VP on the (y, y) block - the last n' - so a layer
-        moves only the y entries, by a learned preconditioned-GD step.
+        moves only the y entries, by a learned preconditioned-GD step; "diag" (Vladymyrov
+        et al.'s DIAG, related brief section 3): four scalars per head, W_QK =
+        diag(q_x I_n, q_y I_n') and W_VP = diag(p_x I_n, p_y I_n'); "gdpp" (their GD++):
+        DIAG with q_y = 0, so the x's get GD++'s input transform and the y's a GD step.
+    tied : one set of weights applied in every layer (von Oswald et al.'s recurrent,
+        weight-shared model, related brief section 2); unconstrained regime only.  The
+        gradient of the shared weights is the sum over the layers that use them.
     """
 
     regime: str = "unconstrained"
@@ -67,6 +73,7 @@ class ModelConfig:
     normalise: str = "none"
     norm_target: float = 1.0
     support: str = "full"
+    tied: bool = False
 
     def __post_init__(self) -> None:
         if self.regime not in REGIMES:
@@ -90,6 +97,11 @@ class ModelConfig:
         if self.support != "full" and self.regime != "unconstrained":
             raise ValueError(f"model.support={self.support!r} is defined for the unconstrained "
                              f"regime only, not {self.regime!r}")
+        if not isinstance(self.tied, bool):
+            raise ValueError(f"model.tied must be true or false, got {self.tied!r}")
+        if self.tied and self.regime != "unconstrained":
+            raise ValueError(f"model.tied (weights shared by every layer) is defined for the "
+                             f"unconstrained regime only, not {self.regime!r}")
         from eaglelab.tasks.scale import METHODS
 
         if self.normalise not in METHODS:
@@ -103,6 +115,11 @@ class ModelConfig:
     def tokens(self) -> int:
         """T = d + d' (tokens are the rows of Z)."""
         return self.d + self.d_prime
+
+    @property
+    def stored_layers(self) -> int:
+        """Layers with their own stored weights: 1 when `tied`, else `layers`."""
+        return 1 if self.tied else self.layers
 
     @property
     def width(self) -> int:

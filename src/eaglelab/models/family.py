@@ -36,7 +36,7 @@ from eaglelab.models.config import ModelConfig
 from eaglelab.models.transformer import LinearTransformer
 
 __all__ = ["family_reference", "family_model", "preconditioned_gd", "gd_plus_plus",
-           "preconditioned_gd_reference", "gd_plus_plus_reference"]
+           "preconditioned_gd_reference", "gd_plus_plus_reference", "diag_reference"]
 
 
 def family_reference(Z_cols: np.ndarray, Ps: Sequence[np.ndarray], Qs: Sequence[np.ndarray]
@@ -127,3 +127,21 @@ def gd_plus_plus_reference(X: np.ndarray, gamma: float, eta: float) -> np.ndarra
     x_new = x - gamma / N * np.einsum("bde,bte->btd", gram, x)
     y_new = y - eta / N * np.einsum("bn,bnd,btd->bt", yc, Xc, x)
     return np.concatenate([x_new, y_new[..., None]], axis=2)
+
+
+def diag_reference(X: np.ndarray, q: Sequence[Sequence[float]], p: Sequence[Sequence[float]]
+                   ) -> np.ndarray:
+    """The tokens (B, N + 1, d + 1) after len(q) DIAG layers (one head each; see the module
+    docstring) on prompts X in rows: q[l] = (q_x, q_y), p[l] = (p_x, p_y)."""
+    Z = np.array(X, dtype=np.float64)
+    if len(q) != len(p) or not len(q):
+        raise ValueError(f"give one (q_x, q_y) and one (p_x, p_y) per layer, got {len(q)} "
+                         f"and {len(p)}")
+    for (qx, qy), (px, py) in zip(q, p, strict=True):
+        x, y = Z[:, :, :-1], Z[:, :, -1]
+        xc, yc = x[:, :-1], y[:, :-1]
+        S = qx * np.einsum("bid,bjd->bij", x, xc) + qy * np.einsum("bi,bj->bij", y, yc)
+        dx = px * np.einsum("bij,bjd->bid", S, xc)
+        dy = py * np.einsum("bij,bj->bi", S, yc)
+        Z = Z + np.concatenate([dx, dy[..., None]], axis=2)
+    return Z

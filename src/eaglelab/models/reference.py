@@ -41,7 +41,8 @@ def reference_layers(weights: dict[str, np.ndarray], config: ModelConfig, Z0: np
     mask[:, :d] = 1.0
     outs = [Z0.copy()]
     Zs = [Z0[b].copy() for b in range(Z0.shape[0])]
-    for l in range(L):
+    for layer in range(L):
+        l = 0 if config.tied else layer             # tied: one stored layer, used by all
         for b, Z in enumerate(Zs):
             update = np.zeros_like(Z)
             for h in range(H):
@@ -56,7 +57,7 @@ def reference_layers(weights: dict[str, np.ndarray], config: ModelConfig, Z0: np
                 scores = (Q @ (Z @ Wk).T) * mask
                 head = scores @ (Z @ Wv) @ Wp.T
                 if head_mask is not None:
-                    head = head * head_mask[l, h]
+                    head = head * head_mask[layer, h]
                 update += head
             Zs[b] = Z + update
         outs.append(np.stack(Zs))

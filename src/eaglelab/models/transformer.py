@@ -52,6 +52,7 @@ from eaglelab.tasks.scale import prompt_scale
 __all__ = ["LinearTransformer", "param_shapes", "read_out"]
 
 FORMS = ("auto", "product", "factor")
+DIAGONAL = ("diag", "gdpp")     # supports stored as scalars per head (`ModelConfig.support`)
 
 
 def param_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -62,7 +63,10 @@ def param_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     (estimation only): (L, H, 2, qk_width), the query biases of the first d and the last d'
     tokens.
     """
-    L, H = config.layers, config.total_heads
+    L, H = config.stored_layers, config.total_heads
+    if config.support in DIAGONAL:
+        # (q_x, q_y) and (p_x, p_y) per head: W_QK = diag(q_x I_n, q_y I_n'), W_VP likewise
+        return {"q_diag": (L, H, 2), "v_diag": (L, H, 2)}
     shapes = {
         "wq": (L, H, config.read_rows, config.qk_width),
         "wk": (L, H, config.read_rows, config.qk_width),
@@ -142,6 +146,9 @@ class LinearTransformer(nn.Module):
                 view = theta[:, a:b].view(len(seed_list), *self.shapes[name])
                 rows = torch.arange(W) < n
                 view[..., ~rows if keep_x else rows, :] = 0
+        if config.support == "gdpp":        # GD++: q_y = 0 (starts and stays 0)
+            a, _ = self.offsets["q_diag"]
+            theta[:, a + 1:a + 2 * config.stored_layers * config.total_heads:2] = 0
         if "bq" in self.offsets:
             a, b = self.offsets["bq"]
             theta[:, a:b] = 0
@@ -203,6 +210,11 @@ class LinearTransformer(nn.Module):
         """Parameters with the read factors (query, key, value) embedded to full W rows
         (K, L, H, W, k)."""
         p = dict(self.params(theta))
+        if self.config.tied:          # one stored layer, used by all: (K, 1, ...) -> (K, L, ...)
+            L = self.config.layers
+            p = {k: v.expand(v.shape[0], L, *v.shape[2:]) for k, v in p.items()}
+        if self.config.support in DIAGONAL:
+            return self._diagonal_factors(p)
         if self.layout is not None:
             for name in ("wq", "wk", "wv"):
                 p[name] = self.layout.embed_local(p[name], self.config.heads)
@@ -210,6 +222,18 @@ class LinearTransformer(nn.Module):
             for name, rows in self._support_rows().items():
                 p[name] = p[name] * rows.to(p[name].dtype)[:, None]
         return p
+
+    def _diagonal_factors(self, p: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """support "diag" / "gdpp": Wq = diag(q_x I_n, q_y I_n'), Wk = I, Wv = diag(p_x I_n,
+        p_y I_n'), Wp = I (q_y masked to 0 for "gdpp"), each (K, L, H, W, W)."""
+        c = self.config
+        q, v = p["q_diag"], p["v_diag"]
+        if c.support == "gdpp":
+            q = q * torch.tensor([1.0, 0.0], dtype=q.dtype, device=q.device)
+        group = (torch.arange(c.width, device=q.device) >= c.n).long()   # 0: x, 1: y columns
+        eye = torch.eye(c.width, dtype=q.dtype, device=q.device).expand(*q.shape[:3], -1, -1)
+        return {"wq": torch.diag_embed(q[..., group]), "wk": eye,
+                "wv": torch.diag_embed(v[..., group]), "wp": eye}
 
     def _support_rows(self) -> dict[str, torch.Tensor]:
         """support="sparse": the rows each factor may use (query/key: the n x columns;

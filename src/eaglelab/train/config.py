@@ -231,6 +231,9 @@ def resolve_config(regime: str, seeds: int, steps: int | None = None,
     if train.prune_to and train.prune_to >= model.heads:
         raise ValueError(f"train.prune_to={train.prune_to} must be smaller than model.heads="
                          f"{model.heads} (or 0 for no pruning)")
+    if train.prune_to and model.tied:
+        raise ValueError("train.prune_to: pruning picks heads per layer, so it is not defined "
+                         "for a model with tied (shared) layers")
     if train.prune_to and train.val_seed == train.eval_seed:
         raise ValueError("train.val_seed must differ from train.eval_seed: pruning selects on "
                          "the validation batch, the evaluation set only measures")
