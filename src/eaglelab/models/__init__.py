@@ -5,10 +5,11 @@ and the fast path; `reference.py` for the float64 loop reference; `layout.py` fo
 distributed regime's column-partition layout; `handset.py` for EAGLE-structured weights;
 `prune.py` for greedy head pruning on a validation batch; `family.py` for the family's
 (P, Q) layer, its map onto this transformer and the GD / preconditioned GD / GD++
-constructions.
+constructions; `delta.py` for the delta rule (DeltaNet), recurrent and chunkwise.
 """
 
 from eaglelab.models.config import REGIMES, ModelConfig
+from eaglelab.models.delta import delta_rule_chunkwise, delta_rule_recurrent
 from eaglelab.models.handset import eagle_weights
 from eaglelab.models.layout import DistributedLayout, MachineBlocks
 from eaglelab.models.prune import PruneResult, prune_heads
@@ -22,6 +23,8 @@ __all__ = [
     "MachineBlocks",
     "ModelConfig",
     "PruneResult",
+    "delta_rule_chunkwise",
+    "delta_rule_recurrent",
     "eagle_weights",
     "param_shapes",
     "prune_heads",
