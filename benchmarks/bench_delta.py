@@ -72,8 +72,9 @@ def main() -> None:
             v = torch.randn(args.batch, T, args.dv, generator=g).to(dtype)
             beta = torch.sigmoid(torch.randn(args.batch, T, generator=g)).to(dtype)
             rep = args.repeat if T <= 2048 else 1
-            t_rec = _best(lambda: delta_rule_recurrent(q, k, v, beta), rep)
-            t_chk = _best(lambda: delta_rule_chunkwise(q, k, v, beta, args.chunk), rep)
+            xs = (q, k, v, beta)
+            t_rec = _best(lambda xs=xs: delta_rule_recurrent(*xs), rep)
+            t_chk = _best(lambda xs=xs: delta_rule_chunkwise(*xs, args.chunk), rep)
             rate = args.batch * chunk_flops(T, args.chunk, args.dk, args.dv) / t_chk
             tokens = args.batch * T
             row = {"T": T, "recurrent_us_per_token": 1e6 * t_rec / tokens,
