@@ -119,3 +119,25 @@ def test_no_initial_state_means_zero_and_bad_shapes_are_named():
         delta_rule_chunkwise(q, k, v, beta, chunk_size=0)
     with pytest.raises(ValueError, match="one dtype"):
         delta_rule_chunkwise(q.float(), k, v, beta)
+
+
+@pytest.mark.parametrize("name", ["DeltaNetLayer", "DeltaRNNLayer", "RecurrentDeltaNetLayer"])
+def test_fast_weight_programmers_are_their_loops(name):
+    """Each recurrent fast weight programmer (Irie et al.) equals its float64 numpy loop on
+    every sequence of a batch (Delta Net through the chunkwise delta rule, T = 50 not a
+    multiple of the chunk), and is differentiable in its slow weights."""
+    from eaglelab.models import rfwp
+
+    layer = getattr(rfwp, name)(d_in=7, d_key=5, d_value=4, seed=3, dtype=torch.float64)
+    if name == "DeltaNetLayer":
+        layer.chunk_size = 16
+    x = torch.randn(3, 50, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    y = layer(x)
+    assert y.shape == (3, 50, 4)
+    for b in range(3):
+        assert _rel(y[b].detach(), rfwp.loop_reference(layer, x[b])) < 1e-12
+    y.square().sum().backward()
+    grads = [p.grad for p in layer.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
+    with pytest.raises(ValueError, match="d_in = 7"):
+        layer(torch.zeros(2, 5, 6, dtype=torch.float64))

@@ -5,7 +5,8 @@ and the fast path; `reference.py` for the float64 loop reference; `layout.py` fo
 distributed regime's column-partition layout; `handset.py` for EAGLE-structured weights;
 `prune.py` for greedy head pruning on a validation batch; `family.py` for the family's
 (P, Q) layer, its map onto this transformer and the GD / preconditioned GD / GD++
-constructions; `delta.py` for the delta rule (DeltaNet), recurrent and chunkwise.
+constructions; `delta.py` for the delta rule (DeltaNet), recurrent and chunkwise;
+`rfwp.py` for the recurrent fast weight programmers (Delta Net, Delta RNN, rec-update).
 """
 
 from eaglelab.models.config import REGIMES, ModelConfig
@@ -14,15 +15,19 @@ from eaglelab.models.handset import eagle_weights
 from eaglelab.models.layout import DistributedLayout, MachineBlocks
 from eaglelab.models.prune import PruneResult, prune_heads
 from eaglelab.models.reference import reference_layers, reference_prediction
+from eaglelab.models.rfwp import DeltaNetLayer, DeltaRNNLayer, RecurrentDeltaNetLayer
 from eaglelab.models.transformer import LinearTransformer, param_shapes, read_out
 
 __all__ = [
     "REGIMES",
+    "DeltaNetLayer",
+    "DeltaRNNLayer",
     "DistributedLayout",
     "LinearTransformer",
     "MachineBlocks",
     "ModelConfig",
     "PruneResult",
+    "RecurrentDeltaNetLayer",
     "delta_rule_chunkwise",
     "delta_rule_recurrent",
     "eagle_weights",
