@@ -49,6 +49,7 @@ EXPERIMENTS: dict[str, str] = {
     # the family (related brief)
     "ahn": "eaglelab.experiments.ahn",
     "von_oswald": "eaglelab.experiments.von_oswald",
+    "vladymyrov": "eaglelab.experiments.vladymyrov",
 }
 
 

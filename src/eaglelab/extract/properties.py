@@ -4,6 +4,9 @@
   the diagonal blocks are and how close they are to a multiple of the identity;
 - `numerical_rank`: singular values above a relative threshold (learned weights are noisy,
   so the threshold is a few percent, not machine precision);
+- `eagle_structure`: how far one head's (W_QK, W_VP) is from EAGLE's form diag(a1 I_n, 0),
+  diag(a2 I_n, a3 I_n') (the same test for the family's models: GD is a2 = 0, GD++ is the
+  full form - its input transform x <- (I - gamma X^T X) x is EAGLE's A-update);
 - `sketch_comparison`: is a learned n x n block distributed like S S^T for a random n x r
   orthogonal S?  Wasserstein distances between the learned block's (normalised) eigenvalues
   and entries and those of random S S^T, against a null distribution of distances between
@@ -15,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import wasserstein_distance
 
-__all__ = ["block_structure", "numerical_rank", "sketch_comparison", "random_projector"]
+__all__ = ["block_structure", "numerical_rank", "sketch_comparison", "random_projector",
+           "eagle_structure"]
 
 
 def _rel(x: np.ndarray, total: float) -> float:
@@ -103,3 +107,34 @@ def sketch_comparison(P: np.ndarray, r: int, draws: int = 200, seed: int = 0) ->
         "null_entries_q95": float(np.quantile(null, 0.95)),
         "p_entries": float(np.mean(null >= d_ent_m)),
     }
+
+
+def eagle_structure(W_QK: np.ndarray, W_VP: np.ndarray, n: int) -> dict:
+    """One head's distance from EAGLE's structured form (brief section 4; related brief
+    section 2 for GD / GD++): W_QK ~ diag(a1 I_n, 0), W_VP ~ diag(a2 I_n, a3 I_n').
+
+    Returns the least-squares a1, a2, a3; the relative defects ||W - its EAGLE projection||_F
+    / ||W||_F of each product (0 for an exactly EAGLE-shaped head; invariant under the gauge
+    (c W_QK, W_VP / c)); `a_share` = ||a2 I_n||_F / ||W_VP's EAGLE projection||_F (0 for GD,
+    which leaves A alone; > 0 when the head also applies EAGLE's A-update); and the steps
+    s_A = -a1 a2, s_C = -a1 a3 (`scaling.head_steps` in the unconstrained regime)."""
+    W_QK, W_VP = np.asarray(W_QK, dtype=np.float64), np.asarray(W_VP, dtype=np.float64)
+    W = W_QK.shape[0]
+    if W_QK.shape != (W, W) or W_VP.shape != (W, W) or not 0 < n < W:
+        raise ValueError(f"need two square products of one size > n = {n}, got {W_QK.shape} "
+                         f"and {W_VP.shape}")
+    a1 = float(np.trace(W_QK[:n, :n])) / n
+    a2 = float(np.trace(W_VP[:n, :n])) / n
+    a3 = float(np.trace(W_VP[n:, n:])) / (W - n)
+    E_qk = np.diag(np.r_[np.full(n, a1), np.zeros(W - n)])
+    E_vp = np.diag(np.r_[np.full(n, a2), np.full(W - n, a3)])
+
+    def defect(M, E):
+        nm = float(np.linalg.norm(M))
+        return float(np.linalg.norm(M - E) / nm) if nm > 0 else 1.0
+
+    ev = float(np.linalg.norm(E_vp))
+    return {"a1": a1, "a2": a2, "a3": a3, "defect_qk": defect(W_QK, E_qk),
+            "defect_vp": defect(W_VP, E_vp),
+            "a_share": float(abs(a2) * np.sqrt(n) / ev) if ev > 0 else 0.0,
+            "s_A": -a1 * a2, "s_C": -a1 * a3}

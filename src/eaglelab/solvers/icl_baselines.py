@@ -16,6 +16,9 @@ rows [x_j, y_j], the query last; its answer is ignored) and returns the query pr
 - `tune_const_ridge`, `tune_ada_ridge`, `tune_gd_step`: the tuned constants, chosen on a
   VALIDATION batch by grid search (never on the batch a loss is reported on);
 - `gd_predict(X, eta, steps)`: `steps` GD steps from w = 0 on (1 / 2N) sum (y - x^T w)^2;
+- `gd_plus_plus_predict(X, gamma, eta, steps)`: `steps` GD++ layers (von Oswald et al.):
+  every token's x <- (I - gamma X^T X) x (gamma un-normalised, the paper's), its y a GD
+  step of size eta; `tune_gd_plus_plus`: (gamma, eta) by validation MSE;
 - `optimal_one_step_preconditioner(cov, N, w_cov)`: the best one-step preconditioner for
   x ~ N(0, Sigma), w ~ N(0, W) (Ahn et al.'s Theorem 1 at W = I);
 - `adjusted_loss(pred, batch)`: the loss minus the oracle ridge's (1/2 squared error).
@@ -29,7 +32,8 @@ import numpy as np
 
 __all__ = ["ridge_predict", "oracle_ridge_predict", "ada_ridge_predict", "tuned_ridge_predict",
            "noise_estimate", "tune_const_ridge", "tune_ada_ridge", "tune_gd_step",
-           "gd_predict", "optimal_one_step_preconditioner", "adjusted_loss", "mse"]
+           "gd_predict", "gd_plus_plus_predict", "tune_gd_plus_plus",
+           "optimal_one_step_preconditioner", "adjusted_loss", "mse"]
 
 
 def _parts(X):
@@ -40,20 +44,27 @@ def _parts(X):
 
 
 def ridge_predict(X, lam) -> np.ndarray:
-    """Ridge (lam > 0) or OLS / minimum-norm (lam = 0) predictions for the queries."""
+    """Ridge (lam > 0) or OLS / minimum-norm (lam = 0) predictions for the queries (batched
+    solves; lam = 0 through the SVD pseudo-inverse with lstsq's cut-off max(N, d) eps)."""
     x, y, xq = _parts(X)
     lam = np.broadcast_to(np.asarray(lam, dtype=np.float64), (x.shape[0],))
     if np.any(lam < 0) or not np.all(np.isfinite(lam)):
         raise ValueError("ridge strengths must be finite and >= 0")
-    out = np.empty(x.shape[0])
-    for i in range(x.shape[0]):
-        if lam[i] == 0:
-            w = np.linalg.lstsq(x[i], y[i], rcond=None)[0]
-        else:
-            d = x.shape[2]
-            w = np.linalg.solve(x[i].T @ x[i] + lam[i] * np.eye(d), x[i].T @ y[i])
-        out[i] = xq[i] @ w
-    return out
+    w = np.empty((x.shape[0], x.shape[2]))
+    zero = lam == 0
+    if zero.any():
+        w[zero] = _min_norm(x[zero], y[zero])
+    if (~zero).any():
+        xs, ys = x[~zero], y[~zero]
+        gram = np.einsum("bnd,bne->bde", xs, xs) + lam[~zero, None, None] * np.eye(x.shape[2])
+        w[~zero] = np.linalg.solve(gram, np.einsum("bnd,bn->bd", xs, ys)[..., None])[..., 0]
+    return np.einsum("bd,bd->b", xq, w)
+
+
+def _min_norm(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The minimum-norm least-squares w per prompt, x (B, N, d), y (B, N) -> (B, d)."""
+    rtol = max(x.shape[1], x.shape[2]) * np.finfo(np.float64).eps
+    return np.einsum("bdn,bn->bd", np.linalg.pinv(x, rtol=rtol), y)
 
 
 def oracle_ridge_predict(batch) -> np.ndarray:
@@ -67,10 +78,8 @@ def noise_estimate(X) -> np.ndarray:
     N, d = x.shape[1], x.shape[2]
     if N <= d:
         raise ValueError(f"the OLS noise estimate needs N > d, got N = {N}, d = {d}")
-    res = np.empty(x.shape[0])
-    for i in range(x.shape[0]):
-        w = np.linalg.lstsq(x[i], y[i], rcond=None)[0]
-        res[i] = np.sum((y[i] - x[i] @ w) ** 2)
+    r = y - np.einsum("bnd,bd->bn", x, _min_norm(x, y))
+    res = np.sum(r * r, axis=1)
     return res / (N - d)
 
 
@@ -124,6 +133,43 @@ def tune_gd_step(X_val, steps: int = 1, grid: Sequence[float] = tuple(np.logspac
     """GD's step size on a grid, by validation MSE: (eta, val MSE)."""
     return _best(list(grid), lambda eta: mse(gd_predict(X_val, eta, steps, preconditioner),
                                              X_val))
+
+
+def gd_plus_plus_predict(X, gamma: float, eta: float, steps: int = 1) -> np.ndarray:
+    """`steps` GD++ layers on the prompts X (B, N + 1, d + 1): with the context's X^T X
+    (d x d, un-normalised) and y's before the layer, every token (the query too) moves by
+    x <- x - gamma X^T X x and y <- y - (eta / N) sum_j y_j x_j^T x; the prediction is
+    minus the query's final y (which starts at 0)."""
+    Z = np.array(X, dtype=np.float64)
+    Z[:, -1, -1] = 0.0
+    N = Z.shape[1] - 1
+    for _ in range(int(steps)):
+        x, y = Z[:, :, :-1], Z[:, :, -1]
+        xc, yc = x[:, :-1], y[:, :-1]
+        gram = np.swapaxes(xc, 1, 2) @ xc
+        h = (yc[:, None, :] @ xc)[:, 0]
+        y_new = y - eta / N * (x @ h[..., None])[..., 0]
+        Z = np.concatenate([x - gamma * (x @ gram), y_new[..., None]], axis=2)
+    return -Z[:, -1, -1]
+
+
+def tune_gd_plus_plus(X_val, steps: int = 1, gammas: Sequence[float] | None = None,
+                      etas: Sequence[float] = tuple(np.logspace(-1, 1.5, 13))):
+    """GD++'s (gamma, eta) by validation MSE: a grid (gamma N in [0, 6] by default), then
+    Nelder-Mead (scipy) from the best grid point: ((gamma, eta), val MSE)."""
+    from scipy.optimize import minimize
+
+    X_val = np.asarray(X_val, dtype=np.float64)
+    N = X_val.shape[1] - 1
+    gammas = tuple(np.linspace(0.0, 6.0, 13) / N) if gammas is None else tuple(gammas)
+    loss = lambda ge: mse(gd_plus_plus_predict(X_val, ge[0], ge[1], steps), X_val)  # noqa: E731
+    head = X_val[:2000]             # the grid on a part of the batch, the refinement on all
+    start, _ = _best([(g, e) for g in gammas for e in etas],
+                     lambda ge: mse(gd_plus_plus_predict(head, ge[0], ge[1], steps), head))
+    res = minimize(loss, np.asarray(start), method="Nelder-Mead",
+                   options={"xatol": 1e-5, "fatol": 1e-9, "maxiter": 200})
+    best = tuple(float(v) for v in res.x) if res.fun <= loss(start) else start
+    return best, loss(best)
 
 
 def optimal_one_step_preconditioner(cov, N: int, w_cov=None) -> np.ndarray:
