@@ -606,6 +606,20 @@ def test_exploded_tasks_are_the_largest_input_norms_under_too_large_a_step():
                    val_size=256).summary()["exploded"]
     assert 0 < wild["count"][0] < 26 and len(wild["norm_percentiles"]) == wild["count"][0]
     assert min(wild["norm_percentiles"]) >= 95
+    assert wild["distinct_tasks"] == wild["count"][0]
+
+
+def test_explosion_claim_counts_a_task_failing_on_several_seeds_once():
+    """The seeds share one test batch: one task failing on two seeds is one failure, whose
+    chance to sit at the norm tail by luck (5%) is too high to decide the claim."""
+    from eaglelab.experiments.fidelity import _explosion_claim
+
+    def summary(distinct):
+        return {"tasks": 1024, "exploded": {"count": [1, 1], "norm_percentiles": [99.0, 99.0],
+                                            "out_of_range": 0, "distinct_tasks": distinct}}
+
+    assert _explosion_claim("unconstrained", summary(1)).verdict == "not tested"
+    assert _explosion_claim("unconstrained", summary(2)).verdict == "agrees"
 
 
 def test_summary_is_typed_computed_once_and_reads_as_its_json():

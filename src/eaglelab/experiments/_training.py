@@ -260,12 +260,13 @@ def if_learned(summary: dict, claim):
                        "about a model at its accuracy, so this cannot decide it")
 
 
-def fidelity_claim(label: str, summary: dict, seeds: dict):
-    """The headline fidelity claim (decided only for a learned model, `if_learned`)."""
+def fidelity_claim(label: str, summary: dict, seeds: dict, paper: str = FIDELITY_PAPER):
+    """The headline fidelity claim (decided only for a learned model, `if_learned`); `paper`
+    the paper's number it is scored against (Table 1's unless given)."""
     from eaglelab.experiments import _common as cm
 
     return if_learned(summary, cm.claim(
-        f"{label}: {FIDELITY_CLAIM}", FIDELITY_PAPER, criterion_text(summary),
+        f"{label}: {FIDELITY_CLAIM}", paper, criterion_text(summary),
         summary["faithful"], "within the paper's bound and below the model's own error",
         unfaithful_reason(summary, seeds)))
 
@@ -283,6 +284,9 @@ def unfaithful_reason(summary: dict, seeds: dict) -> str:
     f = np.asarray(seeds["fidelity_seeds"], float)
     fmean = f.mean(axis=0)
     parts = []
+    broken = [str(l + 1) for l in np.flatnonzero(~np.isfinite(fmean))]
+    if broken:
+        parts.append("non-finite fidelity (an exploded seed) at layer(s) " + ", ".join(broken))
     above = [str(l + 1) for l in np.flatnonzero(fmean > summary["fidelity_bound"])]
     if above:
         parts.append(f"above the paper's bound {summary['fidelity_bound']:.0e} at layer(s) "
@@ -290,7 +294,7 @@ def unfaithful_reason(summary: dict, seeds: dict) -> str:
     over = [str(l + 1) for l in np.flatnonzero(fmean >= summary["mse"])]
     if over:
         parts.append("not below the model's own test MSE at layer(s) " + ", ".join(over))
-    text = "; ".join(parts) or "faithful"
+    text = "; ".join(parts) or "faithful by its measures (the verdict fails elsewhere)"
     if over and summary["faithful_median"]:
         layer = int(over[0]) - 1
         k = int(np.argmax(f[:, layer]))

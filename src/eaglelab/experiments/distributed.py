@@ -45,6 +45,7 @@ def make_config(quick: bool = False, seeds: int | None = None, **overrides: Any)
     return cm.make_config(Config, QUICK, quick, seeds, overrides)
 
 
+GD_PAPER = ("10-100x more rounds for GD [the paper's text as we read it; not in our brief]")
 GD_FACTOR = 10.0   # "10-100x more rounds": GD needs at least this many times EAGLE's
 
 
@@ -95,6 +96,7 @@ def run(cfg: Config, ctx: Context) -> ExperimentResult:
     spread = (max(reached) / min(reached) if reached and len(reached) == len(m_rounds)
               else float("inf"))
     pts = [(r["alpha"], r["eagle_rounds"]) for r in a_rows if r["eagle_rounds"]]
+    alpha_missed = sum(1 for r in a_rows if r["alpha"] < 1 and not r["eagle_rounds"])
     slope = float(-np.polyfit(np.log([a for a, _ in pts if a < 1]),
                               np.log([k for a, k in pts if a < 1]), 1)[0]) \
         if sum(a < 1 for a, _ in pts) >= 2 else None
@@ -122,10 +124,14 @@ def run(cfg: Config, ctx: Context) -> ExperimentResult:
         cm.claim("EAGLE's rounds grow like 1/alpha (slope of log rounds vs log 1/alpha; "
                  "window 0.7-1.3, the theory experiment's, which replaced this experiment's "
                  "0.5-1.5 on 2026-12-04 after its slope 0.939 was known)" + cm.AFTER_DATA,
-                 "~1/alpha (Theorem 2, Fig 8)", cm.fmt(slope),
-                 slope is not None and cm.SLOPE_ONE[0] <= slope <= cm.SLOPE_ONE[1],
+                 "~1/alpha (Theorem 2, Fig 8)", cm.fmt(slope) + (
+                     f" (EAGLE missed the target at {alpha_missed} alpha case(s))"
+                     if alpha_missed else ""),
+                 not alpha_missed and slope is not None
+                 and cm.SLOPE_ONE[0] <= slope <= cm.SLOPE_ONE[1],
                  f"slope in {cm.SLOPE_ONE[0]}..{cm.SLOPE_ONE[1]} (ours)",
-                 "the growth is not ~1/alpha at these sizes"),
+                 "EAGLE missed the target in some alpha case (a miss counts against the "
+                 "claim)" if alpha_missed else "the growth is not ~1/alpha at these sizes"),
         _gd_claim(gd_text, both, bounds, [r for r in rows if not r["eagle_rounds"]]),
         cm.claim("Measured floats per rank per round equal (d + d') n'", "(d + d') n'",
                  f"{rows[-1]['floats_per_round_per_rank']} (expected "
@@ -161,15 +167,15 @@ def _gd_claim(gd_text: str, both: list[float], bounds: list[float], eagle_missed
     text = ("EAGLE needs >= 10x fewer rounds than distributed GD with the same communication")
     if eagle_missed:
         where = ", ".join(f"M = {r['M']}, alpha {r['alpha']:.3g}" for r in eagle_missed)
-        return cm.untested(text, "10-100x more rounds for GD",
+        return cm.untested(text, GD_PAPER,
                            gd_text + f"; EAGLE did not reach the target in {len(eagle_missed)} "
                            f"case(s) ({where})",
                            "no ratio where EAGLE itself missed the target")
     if any(b < GD_FACTOR for b in bounds):
-        return cm.untested(text, "10-100x more rounds for GD", gd_text,
+        return cm.untested(text, GD_PAPER, gd_text,
                            "GD stopped (cap or divergence) before 10x EAGLE's rounds in some "
                            "case: no ratio, and the cap does not decide it")
-    return cm.claim(text, "10-100x more rounds for GD", gd_text,
+    return cm.claim(text, GD_PAPER, gd_text,
                     bool(both or bounds) and min(both + bounds) >= GD_FACTOR,
                     "in every case (where GD never reached the target, its cap is already "
                     ">= 10x EAGLE's rounds)", "not in every case")

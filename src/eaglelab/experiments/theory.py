@@ -210,13 +210,14 @@ def _claims(cfg: Config, t1: dict, t2: dict):
     mx, rb = t1["measured_max"], t1["recursion_bound"]
     ok1 = all(m is not None and m <= b + 1 for m, b in zip(mx, rb, strict=True))
     worst = max((m - b for m, b in zip(mx, rb, strict=True) if m is not None), default=None)
-    claims.append(cm.claim(
+    claims.append(cm.code_check(
         f"Theorem 1: dense EAGLE reaches normalised error {cfg.t1_eps:g} within the bound "
         f"(exact scalar recursion) at every kappa in {cfg.t1_kappas[0]:g}..{cfg.t1_kappas[-1]:g}",
         "L = O(log kappa + log log 1/eps)",
-        f"max over seeds of (measured - bound) = {cm.fmt(worst)} iterations",
-        ok1, "measured <= bound (+1 allowed for the power-iteration estimate of ||A_l||)",
-        "measured counts exceed the bound"))
+        f"max over seeds of (measured - bound) = {cm.fmt(worst)} iterations", ok1,
+        "the recursion is EAGLE's own scalar map of the worst singular value, so a correct "
+        "implementation meets it (+1 allowed for the power-iteration estimate of ||A_l||); "
+        "Theorem 1's O(log kappa + log log 1/eps) shape is scored by the closed-form claim"))
     cf = t1["closed_form_bound"]
     ok2 = all(m is not None and m <= b for m, b in zip(mx, cf, strict=True))
     claims.append(cm.claim(
@@ -245,16 +246,25 @@ def _claims(cfg: Config, t1: dict, t2: dict):
         "seeds over their bound (alpha, rounds, bound): "
         + ", ".join(f"({a:.3g}, {cm.fmt(m)}, {b:.0f})" for a, m, b in over)))
     claims.append(_bound_control_claim(rows))
-    small = [(r["alpha_measured"], r["accelerated_rounds"]) for r in rows
-             if r["alpha_measured"] <= 0.31 and r["accelerated_rounds"] is not None]
+    window = [r for r in rows if r["alpha_measured"] <= 0.31]
+    small = [(r["alpha_measured"], r["accelerated_rounds"]) for r in window
+             if r["accelerated_rounds"] is not None]
     slope = cm.fit_line(np.log([1 / a for a, _ in small]), np.log([m for _, m in small]))[0] \
         if len(small) >= 2 else None
-    claims.append(cm.claim(
-        "Distributed rounds grow linearly with 1/alpha (log-log slope of rounds vs 1/alpha, "
-        "alpha <= 0.3)", "linear in 1/alpha (Fig 7)", cm.fmt(slope),
-        slope is not None and cm.SLOPE_ONE[0] <= slope <= cm.SLOPE_ONE[1],
-        f"slope in {cm.SLOPE_ONE[0]}..{cm.SLOPE_ONE[1]} (ours)",
-        "the growth is not linear in 1/alpha"))
+    slope_text = ("Distributed rounds grow linearly with 1/alpha (log-log slope of rounds vs "
+                  "1/alpha, alpha <= 0.3; every case must reach the target)")
+    if len(small) < len(window):
+        claims.append(cm.untested(
+            slope_text, "linear in 1/alpha (Fig 7)", f"slope {cm.fmt(slope)} over the "
+            f"{len(small)} of {len(window)} cases that reached the target",
+            "cannot fit the slope: EAGLE did not reach the target in some case, and a fit "
+            "without it would hide the hardest alphas"))
+    else:
+        claims.append(cm.claim(
+            slope_text, "linear in 1/alpha (Fig 7)", cm.fmt(slope),
+            slope is not None and cm.SLOPE_ONE[0] <= slope <= cm.SLOPE_ONE[1],
+            f"slope in {cm.SLOPE_ONE[0]}..{cm.SLOPE_ONE[1]} (ours)",
+            "the growth is not linear in 1/alpha"))
     claims.append(_gd_claim(rows))
     pairs = [(r["alpha_measured"], r["accelerated_rounds"], r["plain_rounds"],
               r["plain_fraction"], r["plain_best_error"]) for r in rows]
@@ -349,6 +359,7 @@ def _section(cfg: Config, t1: dict, t2: dict) -> str:
         "`tasks.diverse_problem`, medians):", "", *r2])
 
 
+GD_PAPER = ("10-100x more rounds [the paper's text as we read it; not in our brief]")
 GD_FACTOR = 10.0   # "10-100x more rounds": GD needs at least this many times EAGLE's
 
 
@@ -373,13 +384,13 @@ def _gd_claim(rows: list[dict]):
         worst += got + low
     ours = "; ".join(parts)
     if any(r["eagle_missed"] for r in rows):
-        return cm.untested(text, "10-100x more rounds", ours,
+        return cm.untested(text, GD_PAPER, ours,
                            "no ratio where EAGLE itself missed the target")
     if any(b < GD_FACTOR for r in rows for b in r["gd_over_eagle_bounds"]):
-        return cm.untested(text, "10-100x more rounds", ours,
+        return cm.untested(text, GD_PAPER, ours,
                            "GD stopped (divergence) before 10x EAGLE's rounds on some seed: no "
                            "ratio, and the rounds it ran do not decide it")
-    return cm.claim(text, "10-100x more rounds", ours,
+    return cm.claim(text, GD_PAPER, ours,
                     bool(worst) and min(worst) >= GD_FACTOR,
                     "GD is at least 10x slower in rounds on every seed at every alpha (where GD "
                     "did not reach the target, the rounds it ran already are)",

@@ -181,7 +181,7 @@ def _exploded(Z_last, D, Z_raw, c, inside) -> dict[str, Any]:
     bad = np.flatnonzero(~finite | (rel > EXPLODED * median))
     norms = torch.linalg.matrix_norm(Z_raw[..., :c.d, :c.n].to(torch.float64), ord=2).numpy()
     rank = norms.argsort().argsort()                 # 0 = smallest norm
-    return {"count": int(bad.size), "tasks": int(rel.size),
+    return {"count": int(bad.size), "tasks": int(rel.size), "task_indices": bad.tolist(),
             "norm_percentiles": (100.0 * rank[bad] / max(rel.size - 1, 1)).tolist(),
             "out_of_range": int(np.sum(~np.asarray(inside)[bad]))}
 

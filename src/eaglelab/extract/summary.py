@@ -197,7 +197,11 @@ def _measures(regime: str, seeds: list, nystrom: float, tasks: int) -> dict[str,
         "exploded": {"count": [sd.exploded["count"] for sd in seeds],
                      "norm_percentiles": [p for sd in seeds
                                           for p in sd.exploded["norm_percentiles"]],
-                     "out_of_range": sum(sd.exploded["out_of_range"] for sd in seeds)}
+                     "out_of_range": sum(sd.exploded["out_of_range"] for sd in seeds),
+                     # every seed is measured on the same test batch: a task failing on
+                     # several seeds is one task (the chance rule counts distinct tasks)
+                     "distinct_tasks": len({t for sd in seeds
+                                            for t in sd.exploded.get("task_indices", [])})}
         if seeds[0].exploded is not None else None,
         **({"reference_layers_median": {
             k: np.median([sd.reference[k] for sd in seeds], axis=0).tolist()
