@@ -466,3 +466,13 @@ def test_vladymyrov_quick_orders_models_and_baselines(out_dir):
                                                             rel=0.05)
     verdicts = {c["claim"]: c["verdict"] for c in r["claims"]}
     assert verdicts[next(k for k in verdicts if k.startswith("Negative control"))] == "agrees"
+
+
+def test_dynamics_quick_closed_form_predicts_training(out_dir):
+    """Mainali & Teixeira's one-layer dynamics in quick mode: SGD follows the closed-form
+    logistic curves mode by mode, the modes are learned in eigenvalue order at the
+    closed-form times, the balance is conserved, and the reversed-spectrum control fails."""
+    r = result("dynamics", out_dir)
+    assert all(c["verdict"] == "agrees" for c in r["claims"]), r["claims"]
+    sgd = [x for x in r["data"]["rows"] if not x["exact"]][0]
+    assert np.allclose(sgd["half_steps"], r["data"]["escape"], rtol=0.05)

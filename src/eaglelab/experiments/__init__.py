@@ -50,6 +50,7 @@ EXPERIMENTS: dict[str, str] = {
     "ahn": "eaglelab.experiments.ahn",
     "von_oswald": "eaglelab.experiments.von_oswald",
     "vladymyrov": "eaglelab.experiments.vladymyrov",
+    "dynamics": "eaglelab.experiments.dynamics",
 }
 
 
