@@ -75,6 +75,9 @@ class TrainConfig:
     compile: bool = False         # torch.compile the loss (needs a C++ compiler; ~10-20 s)
     malloc_tuning: bool = True    # keep freed memory in the heap (no page-fault storms)
     device: str = "cpu"           # "cpu", "cuda" or "cuda:N": where the model trains
+    # save every layer's products W_QK, W_VP at each evaluation (snapshots/step-*.safetensors):
+    # the learning-dynamics record of a run (`train.spectra`)
+    snapshots: bool = False
 
     def __post_init__(self) -> None:
         positive = ("batch", "eval_size", "eval_every", "log_every", "checkpoint_every",

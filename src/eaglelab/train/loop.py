@@ -303,12 +303,18 @@ class Trainer:
         return per if per_problem else per.mean(dim=1)
 
     def _log_eval(self) -> None:
+        from eaglelab.train.spectra import effective_ranks, save_snapshot
+
         per = self.evaluate(per_problem=True)
         mse = per.mean(dim=1)
+        prods = self.model.products()
         self._write(self.metrics_path, {
             "kind": "eval", "step": self.step, "mse": mse.tolist(), "zero_mse": self.zero_mse,
             "ratio": (mse / self.zero_mse).tolist(),
-            "median_mse": per.median(dim=1).values.tolist(), "heads": self.model.config.heads})
+            "median_mse": per.median(dim=1).values.tolist(), "heads": self.model.config.heads,
+            **effective_ranks(prods)})
+        if self.config.train.snapshots:
+            save_snapshot(self.run_dir, self.step, prods)
 
     def _interval_tensor(self) -> torch.Tensor:
         K = self.acc_loss.shape[0]
