@@ -403,3 +403,20 @@ def test_a_tiny_but_nonzero_a_is_not_called_all_zero():
     assert res.converged and res.relative_error < 1e-8
     with pytest.raises(ValueError, match="all zero"):
         solve(np.zeros((4, 5)), np.ones((1, 5)), np.ones((4, 1)), method="cg")
+
+
+def test_cg_stop_on_a_lost_conjugacy_is_a_breakdown_not_convergence():
+    """float32 CG on a rank-deficient A (rank 4 of 25): the recursion loses conjugacy, a
+    step falls to zero and the change test stops with relative error 3.5; the true
+    normal-equations residual refutes it, so the status is BREAKDOWN, and float64 on the
+    same problem still converges to rounding."""
+    from eaglelab.solvers import Status, cg_normal
+    from eaglelab.tasks import conditioned_problem
+
+    p = conditioned_problem(26, 25, 2, 2, kappa=1.1, rank=4, seed=21)
+    low = cg_normal(*(x.astype(np.float32) for x in (p.A, p.B, p.C)), tol=4e-7,
+                    reference=p.reference)
+    assert low.relative_error > 1 and low.code == Status.BREAKDOWN and not low.converged
+    assert "true normal-equations residual" in low.status
+    full = cg_normal(p.A, p.B, p.C, tol=4e-7, reference=p.reference)
+    assert full.converged and full.relative_error < 1e-9

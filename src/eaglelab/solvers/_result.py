@@ -250,6 +250,13 @@ class StopRule:
         """How many iterations in a row have met the change test so far."""
         return self._small
 
+    def breakdown(self, message: str) -> None:
+        """Withdraw a convergence the solver's own check refutes (e.g. CG whose recursive
+        residual lost touch with the true one): code BREAKDOWN with `message`."""
+        self.converged = False
+        self.broken = True
+        self.failure = message
+
     def reopen(self, keep_streak: bool = False) -> None:
         """Undo a convergence the caller's own test does not confirm: the iteration goes on
         (the small-change count starts again, unless keep_streak: the next small change
@@ -268,6 +275,8 @@ class StopRule:
         """Why the iteration stopped."""
         if self.diverged:
             return Status.DIVERGED
+        if getattr(self, "broken", False):
+            return Status.BREAKDOWN
         if self.amplified:
             return Status.STAGNATED
         if self.stagnated:

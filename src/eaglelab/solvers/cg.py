@@ -95,6 +95,7 @@ def cg_normal(A: Any, B: Any, C: Any, *, tol: float = 1e-10, max_iter: int = 100
     R = xp.astype(matmat(A_, Bt), C_.dtype)  # residual of the normal equations at X = 0
     P = copy(R)
     rr = xp.sum(R * R, axis=0)
+    R0_norm = float(xp.sqrt(xp.sum(rr)))
     products = 1
     D = xp.zeros((dp, nq), dtype=C_.dtype, device=device_of(C_))
     stop = StopRule(tol, max_iter, ref, timer)
@@ -115,6 +116,8 @@ def cg_normal(A: Any, B: Any, C: Any, *, tol: float = 1e-10, max_iter: int = 100
             D_old, D = D, X.T @ C_
             if stop.record(D, D_old):
                 break
+    if stop.converged:
+        _certify(stop, xp, A_, At, Bt, X, R0_norm, float(np.finfo(prep.dtype).eps))
     if stop.diverged:  # keep the last finite iterate; the status says what happened
         D, W = D_old, None
     else:
@@ -126,6 +129,24 @@ def cg_normal(A: Any, B: Any, C: Any, *, tol: float = 1e-10, max_iter: int = 100
         code=stop.code(), status=stop.status(),
         history=stop.history, seconds=timer(), floats_sent_per_worker=0,
         info={"products": products, "normal_residuals": np.sqrt(np.maximum(rr, 0)).tolist()})
+
+
+def _certify(stop, xp, A_, At, Bt, X, R0_norm: float, eps: float) -> None:
+    """A stop of the change test is a convergence only if the TRUE normal-equations residual
+    A (B^T - A^T X) is small: at most sqrt(eps) of its start (a solution's is at rounding
+    level, eps kappa, so this is lenient).  In low precision on a rank-deficient A the
+    recursion can lose conjugacy, the step fall to zero and the change test stop far from
+    the answer (float32, rank 4 of 25: "converged" with relative error 3.5)."""
+    true = matmat(A_, Bt - matmat(At, X))
+    rel = float(xp.sqrt(xp.sum(true * true))) / R0_norm if R0_norm > 0 else 0.0
+    limit = float(np.sqrt(eps))
+    if not rel <= limit:
+        stop.breakdown(f"breakdown: the change test stopped at iteration "
+                       f"{len(stop.history.change)}, but the true normal-equations residual is "
+                       f"{rel:.1e} of its start "
+                       f"(above sqrt(eps) = {limit:.1e}): CG lost conjugacy to rounding (a "
+                       "rank-deficient or ill-conditioned A at this precision); use lstsq or "
+                       "float64")
 
 
 def _ratio(xp, num, den):
