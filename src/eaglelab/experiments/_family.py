@@ -71,9 +71,10 @@ def budget_line(seconds: float, ours: dict, paper: dict) -> str:
         return float(b["steps"]) * float(b["batch"]) * float(b.get("seeds", 1))
 
     scale = work(paper) / work(ours)
-    return (f"Training cost: {seconds:.0f} s measured here for our budget ({ours['steps']} "
-            f"steps x batch {ours['batch']} x {ours.get('seeds', 1)} seed(s) per model); the "
-            f"paper's budget ({paper['steps']} steps x batch {paper['batch']} x "
-            f"{paper.get('seeds', 1)} seed(s)) is {scale:.0f}x that work: about "
+    return (f"Training cost: {seconds:.0f} s measured here for all of this experiment's "
+            f"training (main models: {ours['steps']} steps x batch {ours['batch']} x "
+            f"{ours.get('seeds', 1)} seed(s) each); the paper's budget ({paper['steps']} steps "
+            f"x batch {paper['batch']} x {paper.get('seeds', 1)} seed(s)) is {scale:.0f}x the "
+            f"main models' work: about "
             f"{seconds * scale / 3600:.0f} h on this CPU at the measured rate (`--set` the "
             "experiment's PAPER_BUDGET on a GPU).")
