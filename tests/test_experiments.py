@@ -476,3 +476,14 @@ def test_dynamics_quick_closed_form_predicts_training(out_dir):
     assert all(c["verdict"] == "agrees" for c in r["claims"]), r["claims"]
     sgd = [x for x in r["data"]["rows"] if not x["exact"]][0]
     assert np.allclose(sgd["half_steps"], r["data"]["escape"], rtol=0.05)
+
+
+def test_report_warns_when_its_sections_come_from_different_code_versions():
+    from eaglelab.experiments.report import _provenance_lines
+
+    one = {"versions": {"git_commit": "abcdef1234"}, "started_utc": "2026-12-04T01:00:00"}
+    other = {"versions": {"git_commit": "1234567abc+dirty"}, "started_utc": "2026-11-22T09:00"}
+    assert _provenance_lines({"a": one, "b": one}) == []
+    text = "\n".join(_provenance_lines({"a": one, "b": other, "c": one}))
+    assert "Not one run" in text and "abcdef1 (2026-12-04): a, c" in text
+    assert "1234567+dirty (2026-11-22): b" in text

@@ -16,6 +16,26 @@ from eaglelab.records import package_versions
 __all__ = ["write_report", "section_markdown"]
 
 
+def _provenance_lines(configs: dict[str, dict]) -> list[str]:
+    """A warning when the sections were not all produced by one code version: the git
+    commit and start date each experiment recorded in its config.json, grouped."""
+    groups: dict[str, list[str]] = {}
+    for name, cfg in configs.items():
+        commit = (cfg.get("versions") or {}).get("git_commit") or "unknown commit"
+        date = str(cfg.get("started_utc", ""))[:10] or "unknown date"
+        groups.setdefault(f"{commit[:7]}{'+dirty' if commit.endswith('+dirty') else ''} "
+                          f"({date})", []).append(name)
+    if len(groups) <= 1:
+        return []
+    lines = ["**Not one run.** The sections below come from "
+             f"{len(groups)} code versions (commit, start date: experiments); a claim rule or "
+             "a fix made after a section was produced does not show in it until that "
+             "experiment is re-run (`eaglelab reproduce all` makes one consistent report):", ""]
+    lines += [f"- {key}: {', '.join(names)}" for key, names in sorted(groups.items(),
+                                                                       key=lambda kv: kv[0])]
+    return lines + [""]
+
+
 def write_report(out: str | os.PathLike, *, failures: dict[str, str] | None = None,
                  total_wall: float | None = None, ran: Sequence[str] | None = None) -> Path:
     """Assemble <out>/REPORT.md from every <out>/<name>/result.json (registry order)."""
@@ -55,6 +75,7 @@ def write_report(out: str | os.PathLike, *, failures: dict[str, str] | None = No
                   f"{sum(r['wall_seconds'] for r in results):.1f} s ("
                   + ", ".join(f"{r['name']} {r['wall_seconds']:.0f} s" for r in results) + ").",
                   ""]
+    lines += _provenance_lines(configs)
     lines += _training_lines(results, configs)
     lines += ["Each experiment's own wall time, config, seeds and package versions are in "
               "`<name>/config.json`; every plotted number is in `<name>/result.json`.", ""]
