@@ -2,8 +2,9 @@
 
 The order, lowest first; a module may import its own layer and any lower one:
 
-    records, settings, devices, theory, tasks  <  models, solvers  <  train, distributed  <  extract
-    <  experiments  <  cli  <  the package root (eaglelab/__init__) and every __main__.py
+    records, settings, devices, theory, learning_dynamics, tasks  <  models, solvers
+    <  train, distributed  <  extract  <  experiments  <  cli
+    <  the package root (eaglelab/__init__) and every __main__.py
 
 Every import counts, module-level and inside functions, so a lazy import cannot hide an
 upward edge.
@@ -17,7 +18,7 @@ from pathlib import Path
 import eaglelab
 
 LAYERS = [
-    {"records", "settings", "devices", "theory", "tasks"},
+    {"records", "settings", "devices", "theory", "learning_dynamics", "tasks"},
     {"models", "solvers"},
     {"train", "distributed"},
     {"extract"},
