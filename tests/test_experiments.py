@@ -430,7 +430,9 @@ def test_von_oswald_quick_single_layer_is_one_gd_step(out_dir):
     assert r["data"]["controls"]["0.5"]["cosine"] < 0.5
     single = [c for c in r["claims"] if "ecurrent" not in c["claim"]
               and "gamma" not in c["claim"]]
-    assert len(single) == 5 and all(c["verdict"] == "agrees" for c in single), single
+    assert len(single) == 6 and all(c["verdict"] == "agrees" for c in single), single
+    assert main["bridge"]["readings"] == ["GD"]
+    assert r["data"]["controls"]["0.5"]["bridge"]["readings"] == ["other"]
 
 
 def test_von_oswald_quick_recurrent_gamma_falls_with_n(out_dir):
@@ -445,6 +447,11 @@ def test_von_oswald_quick_recurrent_gamma_falls_with_n(out_dir):
     assert abs(g50 - rec["50"][0]["gamma_gdpp"]) < 0.3 * rec["50"][0]["gamma_gdpp"]
     assert all(c["r2"] < 0.1 for c in r["data"]["recurrent_controls"].values())
     assert rec["50"][0]["bridge"]["readings"] == ["EAGLE", "EAGLE"]
+    verdicts = {c["claim"]: c["verdict"] for c in r["claims"]}
+    for start in ("Negative control: the untrained recurrent", "Negative control: 2 plain GD"):
+        assert verdicts[next(k for k in verdicts if k.startswith(start))] == "agrees", start
+    gd = r["data"]["recurrent_controls"]["50-gd"]
+    assert gd["r2"] == 0.0 and gd["bridge"]["readings"] == ["GD", "GD"]
 
 
 def test_vladymyrov_quick_orders_models_and_baselines(out_dir):
@@ -466,6 +473,11 @@ def test_vladymyrov_quick_orders_models_and_baselines(out_dir):
                                                             rel=0.05)
     verdicts = {c["claim"]: c["verdict"] for c in r["claims"]}
     assert verdicts[next(k for k in verdicts if k.startswith("Negative control"))] == "agrees"
+    gdpp = next(k for k in verdicts if k.startswith("Boundary control: the trained GD++"))
+    assert verdicts[gdpp] == "agrees"
+    assert any(k.startswith("Categorical noise") and "TunedRR" in k for k in verdicts)
+    assert models["gdpp"][deep]["bridge"]["forced"] and not models["full"][deep]["bridge"][
+        "forced"]
 
 
 def test_dynamics_quick_closed_form_predicts_training(out_dir):

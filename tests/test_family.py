@@ -82,7 +82,7 @@ def test_preconditioned_gd_construction_is_L_steps_of_preconditioned_gd():
 
 def test_gd_plus_plus_construction_is_one_gd_plus_plus_step():
     b = von_oswald_batch(10, seed=3, N=25)
-    Ps, Qs = gd_plus_plus(gamma=0.7, eta=0.9, d=b.d)
+    Ps, Qs = gd_plus_plus(gamma_family=0.7, eta=0.9, d=b.d)
     want = gd_plus_plus_reference(b.prompt, 0.7, 0.9)
     with torch.no_grad():
         got = family_model(Ps, Qs, b.N).layer_outputs(torch.as_tensor(b.prompt))[-1][0]
@@ -320,3 +320,77 @@ def test_tied_layers_share_one_weight_set_and_sum_its_gradients():
         resolve_config("unconstrained", 1, 100, {"model.tied": "true", "model.heads": "2",
                                                  "train.prune_to": "1", "train.prune_at": "50"},
                        task="icl")
+
+
+def test_gd_plus_plus_predict_is_the_family_step_with_the_papers_gamma():
+    """`icl_baselines.gd_plus_plus_predict` takes the paper's un-normalised gamma; the family
+    layer's coefficient is gamma_family = N gamma: two steps of the reference from the same
+    prompt give the same prediction (minus the query's final y)."""
+    from eaglelab.solvers.icl_baselines import gd_plus_plus_predict
+
+    b = von_oswald_batch(64, seed=5, N=25)
+    gamma, eta = 0.03, 0.8
+    Z = b.prompt
+    for _ in range(2):
+        Z = gd_plus_plus_reference(Z, b.N * gamma, eta)
+    assert _rel(gd_plus_plus_predict(b.X, gamma, eta, steps=2), -Z[:, -1, -1]) < 1e-12
+    # gamma = 0 is plain GD: no x-update, the y's take GD steps
+    from eaglelab.solvers.icl_baselines import gd_predict
+
+    assert _rel(gd_plus_plus_predict(b.X, 0.0, eta, steps=3), gd_predict(b.X, eta, 3)) < 1e-12
+
+
+def test_tuned_gd_plus_plus_beats_its_grid_and_plain_gd():
+    from eaglelab.solvers.icl_baselines import (
+        gd_plus_plus_predict,
+        mse,
+        tune_gd_plus_plus,
+        tune_gd_step,
+    )
+
+    val = von_oswald_batch(3000, seed=11, N=10)
+    (gamma, eta), loss = tune_gd_plus_plus(val.X, steps=2)
+    assert loss == pytest.approx(mse(gd_plus_plus_predict(val.X, gamma, eta, 2), val.X))
+    _, loss_gd = tune_gd_step(val.X, steps=2)
+    assert gamma > 0 and loss < loss_gd            # the input transform helps
+    for dg, de in ((1.2, 1.0), (0.8, 1.0), (1.0, 1.2), (1.0, 0.8)):
+        assert loss <= mse(gd_plus_plus_predict(val.X, gamma * dg, eta * de, 2), val.X)
+
+
+def test_gdpp_fit_recovers_the_papers_gamma_and_rejects_plain_gd():
+    from eaglelab.experiments.von_oswald import gdpp_fit
+
+    b = von_oswald_batch(200, seed=2, N=25)
+    gamma = 0.02
+    model = family_model(*gd_plus_plus(b.N * gamma, 0.9, b.d), b.N)
+    g, r2 = gdpp_fit(model, b.prompt)
+    assert g == pytest.approx(gamma, rel=1e-10) and r2 == pytest.approx(1.0, abs=1e-10)
+    # plain GD moves no x: nothing of GD++'s x-update is explained (R^2 0, not NaN)
+    gd = family_model(*preconditioned_gd([0.9 * np.eye(b.d)] * 2), b.N)
+    assert gdpp_fit(gd, b.prompt) == (0.0, 0.0)
+
+
+def test_the_bridge_reads_the_constructions_and_rejects_untrained_and_wrong_signs():
+    """`eagle_bridge`: GD++ reads EAGLE, GD reads GD, Ahn's anisotropic preconditioner is not
+    EAGLE-shaped; a GD++-parametrised model (EAGLE-shaped by construction) reads EAGLE only
+    with positive steps that act - untrained, or with the input transform reversed, it
+    does not."""
+    from eaglelab.experiments._family import eagle_bridge, gram_scale
+    from eaglelab.models import LinearTransformer, ModelConfig
+
+    b = von_oswald_batch(500, seed=4, N=10)
+    scale = gram_scale(b.X)
+    assert scale == pytest.approx(np.median([np.linalg.eigvalsh(x.T @ x)[-1]
+                                             for x in b.X[:, :-1, :-1]]))
+    read = lambda m: eagle_bridge(m, scale)["readings"]  # noqa: E731
+    assert read(family_model(*gd_plus_plus(b.N * 0.17, 1.3, b.d), b.N)) == ["EAGLE"]
+    assert read(family_model(*gd_plus_plus(-b.N * 0.17, 1.3, b.d), b.N)) == ["other"]
+    assert read(family_model(*preconditioned_gd([0.6 * np.eye(b.d)]), b.N)) == ["GD"]
+    assert read(family_model(*preconditioned_gd([-0.6 * np.eye(b.d)]), b.N)) == ["other"]
+    aniso = np.diag(np.linspace(0.1, 1.0, b.d))
+    assert read(family_model(*preconditioned_gd([aniso]), b.N)) == ["other"]
+    cfg = ModelConfig(regime="unconstrained", n=b.d, d=b.N, n_prime=1, d_prime=1, layers=3,
+                      heads=1, support="gdpp", init_std=0.02)
+    for seed in range(8):                  # random signs: some draws have both steps > 0
+        bridge = eagle_bridge(LinearTransformer(cfg, [seed], dtype=torch.float64), scale)
+        assert bridge["forced"] and "EAGLE" not in bridge["readings"]

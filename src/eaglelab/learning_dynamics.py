@@ -22,10 +22,15 @@ equation
 
     da/dt = 2 lr s_alpha^2 a (1 - s_inf a),   a(t) = a_inf / (1 + (a_inf / a_0 - 1) e^{-t/tau}),
 
-t in steps of plain GD with learning rate lr, tau_alpha = 1 / (2 lr s_alpha^2) (the brief's
-1 / (lr P s^2) with P = 2 for this two-factor form), half-way (escape) time
-tau_alpha log(a_inf / a_0 - 1): modes are learned in the order of the covariance eigenvalues
-(staged learning).  Discrete GD follows the flow up to O(lr s^2 s_inf) per step.
+t in steps of plain GD with learning rate lr, tau_alpha = 1 / (2 lr s_alpha^2), half-way
+(escape) time tau_alpha log(a_inf / a_0 - 1): modes are learned in the order of the
+covariance eigenvalues (staged learning).  Against the brief's tau = 1 / (lr P s^2) with
+escape time (tau / 2) log(1 / (s_inf a_0)) (P is not defined there): the escape times agree
+for P = 1 (the brief's curve then runs at e^{-2t/tau}, our tau_alpha being its tau / 2);
+the dynamics experiment's off-rate controls (half and twice our rate) show simulated
+training rules the other readings out.
+Assumed: P and Q full d x d (every mode free) and the balanced start; discrete GD follows
+the flow up to O(lr s^2 s_inf)per step.
 
 `simulate` trains (P, Q) by plain SGD on sampled prompts (or by exact population GD) in
 float64 and records every mode's a_alpha = u_alpha^T P Q u_alpha and the drift of the

@@ -27,39 +27,67 @@ def trained_icl_run(overrides: dict[str, str], steps: int, folder: Path):
 
 EAGLE_DEFECT = 0.1      # a head is EAGLE-shaped when both products are within this (ours)
 A_SHARE = 0.1           # ... and applies EAGLE's A-update when a_share exceeds this (ours)
+ACTS = 0.01             # a step acts when step x the context Gram's top eigenvalue >= this
+FORCED_SHAPE = ("diag", "gdpp")   # supports whose products are EAGLE-shaped by construction
 
 
-def eagle_bridge(model) -> dict:
+def gram_scale(X) -> float:
+    """The median over prompts X (B, N + 1, d + 1) of the largest eigenvalue of the
+    context's X^T X (d x d): the scale a layer's steps s_A, s_C act at."""
+    import numpy as np
+
+    Xc = np.asarray(X, dtype=np.float64)[:, :-1, :-1]
+    return float(np.median(np.linalg.eigvalsh(np.swapaxes(Xc, 1, 2) @ Xc)[:, -1]))
+
+
+def eagle_bridge(model, scale: float) -> dict:
     """Per layer of a one-seed, one-head family model: `eagle_structure` of its products and
-    a reading - "EAGLE" (EAGLE-shaped, with an A-update: GD++ is one EAGLE step), "GD"
-    (EAGLE-shaped, no A-update: EAGLE's C/D update alone) or "other" (not EAGLE-shaped, e.g.
-    an anisotropic preconditioner)."""
+    a reading - "EAGLE" (EAGLE-shaped, an A-update: GD++ is one EAGLE step), "GD"
+    (EAGLE-shaped, no A-update: EAGLE's C/D update alone) or "other", with `why` it is
+    not: not EAGLE-shaped (e.g. an anisotropic preconditioner), a step of the wrong sign
+    (s_A < 0 grows A's large directions, s_C < 0 climbs the loss), or steps too small to act
+    (step x `scale` < ACTS: an untrained model).  scale: `gram_scale` of the task's prompts.
+    For DIAG / GD++ (`model.support` in FORCED_SHAPE) the shape holds by construction;
+    `forced` says so and only the signs, the A-share and the sizes are evidence."""
     from eaglelab.extract.properties import eagle_structure
 
     p = model.products()
     n = model.config.n
+    if p["W_QK"].shape[2] != 1:
+        raise ValueError("eagle_bridge reads one head per layer")
     layers = []
     for l in range(model.config.layers):
         qk = p["W_QK"][0, l].double().sum(0).cpu().numpy()
         vp = p["W_VP"][0, l].double().sum(0).cpu().numpy()
-        if p["W_QK"].shape[2] != 1:
-            raise ValueError("eagle_bridge reads one head per layer")
         e = eagle_structure(qk, vp, n)
-        shaped = max(e["defect_qk"], e["defect_vp"]) <= EAGLE_DEFECT
-        e["reading"] = ("other" if not shaped else "EAGLE" if e["a_share"] > A_SHARE else "GD")
+        a_update = e["a_share"] > A_SHARE
+        steps = (e["s_A"], e["s_C"]) if a_update else (e["s_C"],)
+        if max(e["defect_qk"], e["defect_vp"]) > EAGLE_DEFECT:
+            e["reading"], e["why"] = "other", "not EAGLE-shaped"
+        elif min(steps) < 0:
+            e["reading"], e["why"] = "other", "a step of the wrong sign"
+        elif min(steps) * scale < ACTS:
+            e["reading"], e["why"] = "other", "steps too small to act"
+        else:
+            e["reading"], e["why"] = ("EAGLE" if a_update else "GD"), ""
         layers.append(e)
-    return {"layers": layers, "readings": [e["reading"] for e in layers]}
+    return {"layers": layers, "readings": [e["reading"] for e in layers], "scale": scale,
+            "forced": model.config.support in FORCED_SHAPE}
 
 
 def bridge_text(label: str, bridge: dict) -> str:
     """One line for a report section."""
-    cells = [f"{e['reading']} (defects {e['defect_qk']:.2f} / {e['defect_vp']:.2f}, A-share "
-             f"{e['a_share']:.2f})" for e in bridge["layers"]]
-    return f"| {label} | " + "; ".join(cells) + " |"
+    cells = [f"{e['reading']}{' (' + e['why'] + ')' if e.get('why') else ''}: defects "
+             f"{e['defect_qk']:.2f} / {e['defect_vp']:.2f}, A-share {e['a_share']:.2f}, "
+             f"s_A {e['s_A']:.3g}, s_C {e['s_C']:.3g}" for e in bridge["layers"]]
+    forced = " (shape by construction)" if bridge.get("forced") else ""
+    return f"| {label}{forced} | " + "; ".join(cells) + " |"
 
 
-BRIDGE_HEADER = ["| model | per layer: reading (defect of W_QK / W_VP from EAGLE's form, share "
-                 "of the A-update) |", "|---|---|"]
+BRIDGE_RULE = (f"EAGLE-shaped: both defects <= {EAGLE_DEFECT:g}; a reading also needs positive "
+               f"steps that act, step x the prompts' top Gram eigenvalue >= {ACTS:g}")
+BRIDGE_HEADER = ["| model | per layer: reading (why not), defect of W_QK / W_VP from EAGLE's "
+                 "form, share of the A-update, steps s_A / s_C |", "|---|---|"]
 
 
 def budget_line(seconds: float, ours: dict, paper: dict) -> str:

@@ -101,7 +101,7 @@ def _gammas(model, N: int, d: int) -> list[np.ndarray]:
 
 
 def _measure(model, task, test, val, cfg: Config) -> dict[str, Any]:
-    from eaglelab.experiments._family import eagle_bridge
+    from eaglelab.experiments._family import eagle_bridge, gram_scale
     from eaglelab.models.family import preconditioned_gd_reference
     from eaglelab.solvers import icl_baselines as R
 
@@ -125,7 +125,7 @@ def _measure(model, task, test, val, cfg: Config) -> dict[str, Any]:
            "mse": R.mse(pred, test.X), "mse_gd": R.mse(R.gd_predict(test.X, eta, L), test.X),
            "mse_pgd_sigma_inv": R.mse(R.gd_predict(test.X, eta_p, L, Sinv), test.X),
            "extraction_gap": float(np.max(np.abs(extracted - pred)) / np.max(np.abs(pred))),
-           "bridge": eagle_bridge(model),
+           "bridge": eagle_bridge(model, gram_scale(test.X)),
            "gd_step": eta, "pgd_step": eta_p}
     if L == 1:
         best = R.optimal_one_step_preconditioner(S, N, Sinv)
@@ -330,10 +330,10 @@ def _section(cfg: Config, rows: dict[int, list[dict]], controls: list[dict]) -> 
                   + ", ".join(f"{r['optimum_rel_dist']:.3f}" for r in one)
                   + f"; test MSE {one[0]['mse']:.4f} vs the optimum's "
                   f"{one[0]['mse_optimum']:.4f}."]
-    from eaglelab.experiments._family import BRIDGE_HEADER, bridge_text
+    from eaglelab.experiments._family import BRIDGE_HEADER, BRIDGE_RULE, bridge_text
 
     lines += ["", "Bridge to EAGLE (eaglelab's weight-structure test, "
-              "`extract.properties.eagle_structure`; EAGLE-shaped: both defects <= 0.1; the "
+              f"`extract.properties.eagle_structure`; {BRIDGE_RULE}; the "
               "sparse form never updates A, and a Sigma^-1 step is not a multiple of I), "
               "the deepest model of every seed:", "", *BRIDGE_HEADER]
     L = max(rows)

@@ -17,7 +17,9 @@ within CURVE_TOL x a_inf of the closed form at every recorded step, every seed; 
 means the half-way steps are ordered by the eigenvalues and within ESCAPE_TOL of the
 closed form; "conserved" means the balance drift stays below BALANCE_TOL x ||P Q|| at the
 end.  Negative control: the same SGD trajectory scored against the closed form of a wrong
-spectrum (the eigenvalues reversed) must fail the curve rule.
+spectrum (the eigenvalues reversed) must fail the curve rule; boundary controls (added
+after the first run): the closed form at half and at twice the learning rate must fail it
+too, so the rule pins the time scale (`learning_dynamics` on the brief's tau).
 """
 
 from __future__ import annotations
@@ -75,12 +77,13 @@ def _crossing(steps: np.ndarray, values: np.ndarray, level: float) -> float:
     return float(steps[i - 1] + f * (steps[i] - steps[i - 1]))
 
 
-def _score(tr, spec, cfg: Config) -> dict[str, Any]:
-    from eaglelab import learning_dynamics as ld
+def _score(tr, spec, cfg: Config, lr: float | None = None) -> dict[str, Any]:
+    """The trajectory against the closed form of `spec` at learning rate lr (cfg.lr)."""
+    import eaglelab.learning_dynamics as ld
 
     c = ld.mode_constants(spec, cfg.tokens)
     K = c["a_inf"]
-    cf = ld.closed_form(spec, cfg.tokens, cfg.lr, cfg.a0, tr.steps)
+    cf = ld.closed_form(spec, cfg.tokens, cfg.lr if lr is None else lr, cfg.a0, tr.steps)
     dev = (np.abs(tr.modes - cf).max(axis=0) / K).tolist()
     half = [_crossing(tr.steps, tr.modes[:, a], K[a] / 2) for a in range(len(spec))]
     return {"curve_deviation": dev, "half_steps": half,
@@ -89,12 +92,12 @@ def _score(tr, spec, cfg: Config) -> dict[str, Any]:
 
 
 def run(cfg: Config, ctx: Context) -> ExperimentResult:
-    from eaglelab import learning_dynamics as ld
+    import eaglelab.learning_dynamics as ld
 
     spec = cfg.decay ** np.arange(cfg.features)
     esc = ld.escape_steps(spec, cfg.tokens, cfg.lr, cfg.a0)
     steps = int(cfg.horizon * esc.max())
-    rows, wrong = [], []
+    rows, wrong, slow = [], [], []
     trajectories = {}
     for s in ctx.track(ctx.seeds, "seeds"):
         for exact in (False, True):
@@ -103,12 +106,15 @@ def run(cfg: Config, ctx: Context) -> ExperimentResult:
             rows.append({"seed": s, "exact": exact, **_score(tr, spec, cfg)})
             if not exact:
                 wrong.append(_score(tr, spec[::-1], cfg)["curve_deviation"])
+                slow.append([max(_score(tr, spec, cfg, lr=cfg.lr * f)["curve_deviation"])
+                             for f in (0.5, 2.0)])
                 if s == ctx.seeds[0]:
                     trajectories = {"steps": tr.steps.tolist(), "modes": tr.modes.tolist(),
                                     "loss": tr.loss.tolist()}
     c = ld.mode_constants(spec, cfg.tokens)
     data = {"spectrum": spec.tolist(), "a_inf": c["a_inf"].tolist(), "escape": esc.tolist(),
             "steps": steps, "rows": rows, "control_deviation": wrong,
+            "off_rate_deviation": slow,
             "trajectory": trajectories, "config": cfg.__dict__}
     _plot(ctx, cfg, data)
     return ExperimentResult(name="dynamics", data=data, claims=_claims(data),
@@ -159,11 +165,21 @@ def _claims(data: dict) -> list:
         f"worst deviation {ctrl:.2f} x a_inf", ctrl > CURVE_TOL,
         "the rule tells the right spectrum from a wrong one",
         "the rule accepts a wrong spectrum"))
+    if data.get("off_rate_deviation"):
+        half, double = (min(d[k] for d in data["off_rate_deviation"]) for k in (0, 1))
+        claims.append(cm.claim(
+            "Boundary control: the same trajectories against the closed form at half and at "
+            "twice the rate fail the curve rule (half: the brief's tau = 1/(lr s^2) taken as "
+            "the curve's e-folding time; twice: its P read as 2)", "(a control of ours)",
+            f"smallest worst-mode deviation: half rate {half:.2f}, twice the rate "
+            f"{double:.2f} x a_inf", min(half, double) > CURVE_TOL,
+            "the rule fixes the time scale, not only the shape",
+            "the rule accepts a time scale off by 2"))
     return claims
 
 
 def _plot(ctx: Context, cfg: Config, data: dict) -> None:
-    from eaglelab import learning_dynamics as ld
+    import eaglelab.learning_dynamics as ld
 
     tr = data["trajectory"]
     fig, axes = cm.figure(2, 1, width=5.0, height=3.7)

@@ -23,7 +23,12 @@ held to more); a baseline's (a closed-form algorithm, no training) within BASELI
 relative.  "GD++ behaves like ConstRR" means GD++'s adjusted loss at every depth >= 3 lies
 within CONST_TOL relative of ConstRR's.  "The models beat AdaRR from 5 layers" compares the
 FULL and DIAG models at 5 and 7 layers with AdaRR on the same prompts.  Negative control:
-the untrained FULL model of the deepest depth must fail the factor rule.
+the untrained FULL model of the deepest depth must fail the factor rule.  Boundary controls
+(added after the first full run): the trained GD++ model and AdaRR, scored against FULL's
+Table 1 number at the deepest depth, must fail it too - GD++ does, AdaRR may not (the
+factor window is wide; the report says so, and "beats AdaRR" is the claim that tests
+adaptation beyond AdaRR).  Beside every factor verdict the distance from the paper's number
+is printed in standard errors of our estimate (the paper's own error is not published).
 """
 
 from __future__ import annotations
@@ -162,7 +167,7 @@ def _omegas(model) -> list[list[float]]:
 def _setting(ctx: Context, cfg: Config, label: str, task, jobs, seeds) -> dict[str, Any]:
     """Train and measure the models `jobs` [(support, layers)] on `task`; the best seed per
     model by validation adjusted loss (the paper: best of 5), reported on the test set."""
-    from eaglelab.experiments._family import eagle_bridge
+    from eaglelab.experiments._family import eagle_bridge, gram_scale
     from eaglelab.models import LinearTransformer
     from eaglelab.solvers import icl_baselines as R
     from eaglelab.tasks.icl import icl_batch
@@ -184,7 +189,7 @@ def _setting(ctx: Context, cfg: Config, label: str, task, jobs, seeds) -> dict[s
                **_measure(best[2], test, oracle_test)}
         if support != "full":
             row["omegas"] = _omegas(best[2])
-        row["bridge"] = eagle_bridge(best[2].double())
+        row["bridge"] = eagle_bridge(best[2].double(), gram_scale(test.X))
         models.setdefault(support, {})[str(L)] = row
     out = {"task": task.to_dict(), "models": models, "baselines": _baselines(test, val),
            "noise_max": float(test.noise.max())}
@@ -258,7 +263,7 @@ def _claims(cfg: Config, main: dict, categorical: dict | None):
             + " / ".join(str(L) for L, _ in have) + f" layers matches Table 1 within a factor "
             f"{MODEL_FACTOR:g} (rule ours; a reduced budget)",
             " / ".join(f"{v:.3f}" for _, v in have),
-            " / ".join(f"{o:.3f}" for o in ours),
+            " / ".join(_with_se(models[p][str(L)], v) for L, v in have),
             all(_within(o, v) for o, (_, v) in zip(ours, have, strict=True)),
             "every depth within the factor", "outside the factor at some depth (one seed, "
             f"{cfg.steps} steps against the paper's best of 5 after 200k)"))
@@ -298,32 +303,84 @@ def _claims(cfg: Config, main: dict, categorical: dict | None):
             "not every deep model beats AdaRR"))
     if "control" in main:
         c = main["control"]
-        L = c["layers"]
-        paper = PAPER.get(c["support"], {}).get(L)
+        L, paper = _paper_at(c["support"], c["layers"])
         claims.append(cm.claim(
             f"Negative control: the untrained {PARAMETRISATIONS[c['support']]} model "
-            f"({L} layers) fails the factor rule", "(a control of ours)",
-            f"adjusted loss {c['adjusted']:.3g}",
-            paper is None or not _within(c["adjusted"], paper),
+            f"({c['layers']} layers) fails the factor rule against Table 1's {L}-layer "
+            f"{paper:.3f}", "(a control of ours)", f"adjusted loss {c['adjusted']:.3g}",
+            not _within(c["adjusted"], paper),
             "the rule rejects a model that learned nothing", "the rule accepts an untrained "
             "model"))
+    claims += _boundary_claims(main)
     if categorical:
         cm_, cb = categorical["models"], categorical["baselines"]
         L = str(cfg.categorical_layers)
-        ours = {p: cm_[p][L]["adjusted"] for p in ("full", "diag") if L in cm_.get(p, {})}
-        ours["TunedRR"] = cb["TunedRR"]["adjusted"]
+        keys = [p for p in ("full", "diag") if L in cm_.get(p, {})]
         levels = ", ".join(f"{v:g}" for v in cfg.categorical)
-        keys = [k for k in ("full", "diag", "TunedRR") if k in ours]
+        paper_setting = cfg.categorical == (1.0, 3.0) and L == "7"
+        if keys:
+            claims.append(cm.claim(
+                f"Categorical noise {{{levels}}}, {L} layers: "
+                + " / ".join(PARAMETRISATIONS[k] for k in keys) + " adjusted losses match "
+                f"the paper within a factor {MODEL_FACTOR:g} (rule ours)",
+                " / ".join(f"{PAPER_CATEGORICAL[k]:.3f}" for k in keys),
+                " / ".join(_with_se(cm_[k][L], PAPER_CATEGORICAL[k]) for k in keys),
+                paper_setting and all(_within(cm_[k][L]["adjusted"], PAPER_CATEGORICAL[k])
+                                      for k in keys),
+                "every entry within the factor", "outside the factor (or not the paper's "
+                "setting: {1, 3} at 7 layers)"))
+        t, v = cb["TunedRR"], PAPER_CATEGORICAL["TunedRR"]
         claims.append(cm.claim(
-            f"Categorical noise {{{levels}}}, {L} layers: FULL / DIAG / TunedRR adjusted losses "
-            f"match the paper within a factor {MODEL_FACTOR:g} (rule ours)",
-            " / ".join(f"{PAPER_CATEGORICAL[k]:.3f}" for k in keys),
-            " / ".join(f"{ours[k]:.3f}" for k in keys),
-            cfg.categorical == (1.0, 3.0) and L == "7"
-            and all(_within(ours[k], PAPER_CATEGORICAL[k]) for k in keys),
-            "every entry within the factor", "outside the factor (or not the paper's "
-            "setting: {1, 3} at 7 layers)"))
+            f"Categorical noise {{{levels}}}: TunedRR's adjusted loss matches the paper within "
+            f"{BASELINE_TOL:.0%} (a closed-form baseline)", f"{v:.3f}",
+            f"{t['adjusted']:.3f} +- {t['se']:.3f}",
+            cfg.categorical == (1.0, 3.0) and abs(t["adjusted"] - v) <= BASELINE_TOL * v,
+            "within the tolerance", "outside the tolerance (or not the paper's {1, 3})"))
     return claims
+
+
+def _paper_at(support: str, layers: int) -> tuple[int, float]:
+    """(depth, number) of Table 1 for `support` at `layers`, else at the nearest depth it
+    lists."""
+    table = PAPER[support]
+    L = layers if layers in table else min(table, key=lambda k: (abs(k - layers), k))
+    return L, table[L]
+
+
+def _with_se(row: dict, paper: float) -> str:
+    """'ours +- se (z se from the paper)': the distance in our standard errors."""
+    z = (row["adjusted"] - paper) / row["se"] if row["se"] > 0 else float("inf")
+    return f"{row['adjusted']:.3f} +- {row['se']:.3f} ({z:+.1f} se)"
+
+
+def _boundary_claims(main: dict) -> list:
+    """The factor rule against FULL's Table 1 number at the deepest trained depth, applied
+    to models that cannot adapt to the noise as FULL does: the trained GD++ (one noise
+    level for all prompts) and AdaRR (a plug-in noise estimate)."""
+    full, gdpp = main["models"].get("full", {}), main["models"].get("gdpp", {})
+    if not full:
+        return []
+    L, paper = _paper_at("full", max(int(k) for k in full))
+    lo, hi = paper / MODEL_FACTOR, paper * MODEL_FACTOR
+    window = f"FULL's Table 1 {L}-layer {paper:.3f}, window {lo:.3f}-{hi:.3f}"
+    out = []
+    deep = str(max(int(k) for k in gdpp)) if gdpp else None
+    if deep:
+        g = gdpp[deep]["adjusted"]
+        out.append(cm.claim(
+            f"Boundary control: the trained GD++ model ({deep} layers) fails FULL's factor "
+            f"rule ({window}; a control of ours, added after the first full run)",
+            "(a control of ours)", f"adjusted loss {g:.3f}", not _within(g, paper),
+            "the rule rejects a model that does not adapt to the noise",
+            "the rule accepts GD++"))
+    a = main["baselines"]["AdaRR"]["adjusted"]
+    out.append(cm.claim(
+        f"Boundary control: AdaRR fails FULL's factor rule ({window}; a control of ours, "
+        "added after the first full run)", "(a control of ours)", f"adjusted loss {a:.3f}",
+        not _within(a, paper), "the factor rule separates FULL's number from AdaRR's",
+        "the factor window contains AdaRR: the factor verdicts alone do not show adaptation "
+        "beyond AdaRR ('beat AdaRR' is the claim that does)"))
+    return out
 
 
 def _plot(ctx: Context, cfg: Config, main: dict, sweep: dict) -> None:
@@ -417,10 +474,10 @@ def _section(cfg: Config, main: dict, categorical: dict | None, sweep: dict) -> 
             lines += ["", f"{PARAMETRISATIONS[p]}, {L} layers: (omega_xx, omega_xy, omega_yx, "
                       "omega_yy) per layer = " + "; ".join(
                           "(" + ", ".join(f"{v:.3g}" for v in o) + ")" for o in om)]
-    from eaglelab.experiments._family import BRIDGE_HEADER, bridge_text
+    from eaglelab.experiments._family import BRIDGE_HEADER, BRIDGE_RULE, bridge_text
 
     lines += ["", "Bridge to EAGLE (eaglelab's weight-structure test, "
-              "`extract.properties.eagle_structure`; EAGLE-shaped: both defects <= 0.1), the "
+              f"`extract.properties.eagle_structure`; {BRIDGE_RULE}), the "
               "deepest model of each parametrisation:", "", *BRIDGE_HEADER]
     for p, rows in main["models"].items():
         L = max(rows, key=int)

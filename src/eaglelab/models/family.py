@@ -20,9 +20,12 @@ for GD++):
   -x_q^T w_l, with w_{l+1} = w_l - Gamma_l grad L(w_l), L(w) = (1 / 2N) sum (y_i - x_i^T w)^2,
   w_0 = 0 (Gamma_l symmetric).  Gamma_l = eta I is plain GD (von Oswald et al.'s one step
   at L = 1).
-* `gd_plus_plus`: P = [[-gamma I, 0], [0, -eta]], Q = [[I, 0], [0, 0]]: one GD step on the
-  y's and, in the same layer, the input transform x <- (I - (gamma / N) X^T X) x of every
-  token (X the N x d context) - the shrink-the-large-directions step EAGLE applies to A.
+* `gd_plus_plus`: P = [[-gamma_family I, 0], [0, -eta]], Q = [[I, 0], [0, 0]]: one GD step
+  on the y's and, in the same layer, the input transform x <- (I - (gamma_family / N) X^T X) x
+  of every token (X the N x d context) - the shrink-the-large-directions step EAGLE applies
+  to A.  gamma_family is the family layer's (1/N-normalised) coefficient; the paper's gamma
+  (von Oswald et al. Section 4, un-normalised: x <- x - gamma X^T X x, the one
+  `solvers.icl_baselines.gd_plus_plus_predict` and the reports use) is gamma_family / N.
 """
 
 from __future__ import annotations
@@ -98,9 +101,10 @@ def preconditioned_gd(gammas: Sequence[np.ndarray]) -> tuple[list, list]:
     return Ps, Qs
 
 
-def gd_plus_plus(gamma: float, eta: float, d: int) -> tuple[list, list]:
-    """(Ps, Qs) of one GD++ layer (see the module docstring)."""
-    return [_block(-float(gamma) * np.eye(d), -float(eta))], [_block(np.eye(d), 0.0)]
+def gd_plus_plus(gamma_family: float, eta: float, d: int) -> tuple[list, list]:
+    """(Ps, Qs) of one GD++ layer (see the module docstring; gamma_family = N x the paper's
+    gamma)."""
+    return [_block(-float(gamma_family) * np.eye(d), -float(eta))], [_block(np.eye(d), 0.0)]
 
 
 def preconditioned_gd_reference(X: np.ndarray, gammas: Sequence[np.ndarray]) -> np.ndarray:
@@ -116,15 +120,15 @@ def preconditioned_gd_reference(X: np.ndarray, gammas: Sequence[np.ndarray]) -> 
     return np.einsum("bd,bd->b", xq, w)
 
 
-def gd_plus_plus_reference(X: np.ndarray, gamma: float, eta: float) -> np.ndarray:
-    """The tokens after one GD++ step, rows (B, N + 1, d + 1): every x <- x - (gamma / N)
-    X^T X x, every y <- y - (eta / N) sum_i y_i x_i^T x (the context X, y before it)."""
+def gd_plus_plus_reference(X: np.ndarray, gamma_family: float, eta: float) -> np.ndarray:
+    """The tokens after one GD++ step, rows (B, N + 1, d + 1): every x <- x - (gamma_family
+    / N) X^T X x, every y <- y - (eta / N) sum_i y_i x_i^T x (the context X, y before it)."""
     X = np.asarray(X, dtype=np.float64)
     N = X.shape[1] - 1
     x, y = X[:, :, :-1], X[:, :, -1]
     Xc, yc = x[:, :-1], y[:, :-1]
     gram = np.einsum("bnd,bne->bde", Xc, Xc)
-    x_new = x - gamma / N * np.einsum("bde,bte->btd", gram, x)
+    x_new = x - gamma_family / N * np.einsum("bde,bte->btd", gram, x)
     y_new = y - eta / N * np.einsum("bn,bnd,btd->bt", yc, Xc, x)
     return np.concatenate([x_new, y_new[..., None]], axis=2)
 
