@@ -413,6 +413,9 @@ def test_ahn_quick_learns_multiples_of_sigma_inverse(out_dir):
         assert x["extraction_gap"] < 1e-9 and x["mse"] < x["mse_gd"]
     control = r["data"]["control"][0]
     assert min(control["dist_whitened"]) > 0.5
+    deep = r["data"]["rows"][str(max(int(L) for L in r["data"]["rows"]))][0]["over_training"]
+    first, last = np.asarray(deep["dist_whitened"][0]), np.asarray(deep["dist_whitened"][-1])
+    assert len(deep["steps"]) >= 10 and np.all(last < 0.5 * first), (first, last)
     verdicts = {c["claim"]: c["verdict"] for c in r["claims"]}
     assert verdicts[next(k for k in verdicts if k.startswith("Negative control"))] == "agrees"
     assert verdicts[next(k for k in verdicts if k.startswith("1 layer"))] == "agrees"

@@ -90,8 +90,25 @@ def _train(cfg: Config, layers: int, seed: int, folder: Path):
             "model.layers": str(layers), "model.support": "sparse",
             "model.init_std": str(cfg.init_std), "train.batch": str(cfg.batch),
             "train.lr": str(cfg.lr), "train.seed": str(seed), "train.eval_size": "512",
-            "train.eval_every": "1000", "train.threads": "1"}
+            "train.eval_every": str(max(cfg.steps // 20, 1)), "train.snapshots": "true",
+            "train.threads": "1"}
     return trained_icl_run(over, cfg.steps, folder)
+
+
+def _dist_over_training(run_dir: Path, S: np.ndarray, N: int, d: int) -> dict[str, list]:
+    """Dist(Sigma^1/2 Gamma_l Sigma^1/2, I) and Dist(Gamma_l, I) per layer at every saved
+    evaluation of the run (`train.snapshots`; the paper's Fig 4 over training)."""
+    from eaglelab.train.spectra import load_snapshots
+
+    Sh = _sqrtm(S)
+    steps, white, raw = [], [], []
+    for step, p in load_snapshots(run_dir):
+        WQK, WVP = p["W_QK"][0, :, 0], p["W_VP"][0, :, 0]
+        G = [-N * WVP[l, d, d] * WQK[l, :d, :d] for l in range(WQK.shape[0])]
+        steps.append(step)
+        white.append([_dist(Sh @ g @ Sh) for g in G])
+        raw.append([_dist(g) for g in G])
+    return {"steps": steps, "dist_whitened": white, "dist_raw": raw}
 
 
 def _gammas(model, N: int, d: int) -> list[np.ndarray]:
@@ -150,7 +167,9 @@ def run(cfg: Config, ctx: Context) -> ExperimentResult:
         folder = ctx.out_dir / "runs" / f"L{L}-seed{s}"
         run_ = _train(cfg, L, s, folder)
         ctx.trained_runs[str(folder)] = training_seconds(folder)
-        rows[L].append({"seed": s, **_measure(run_.model, task, test, val, cfg)})
+        rows[L].append({"seed": s, **_measure(run_.model, task, test, val, cfg),
+                        "over_training": _dist_over_training(folder, task.covariance,
+                                                             cfg.tokens, cfg.features)})
         if L == max(cfg.layers) and s == seeds[0]:      # negative control: untrained weights
             from eaglelab.models import LinearTransformer
 
@@ -272,7 +291,7 @@ def _claims(cfg: Config, rows: dict[int, list[dict]], controls: list[dict],
 
 
 def _plot(ctx: Context, cfg: Config, rows: dict[int, list[dict]]) -> None:
-    fig, axes = cm.figure(2, 1, width=4.8, height=3.6)
+    fig, axes = cm.figure(3, 1, width=4.8, height=3.6)
     ax = axes[0, 0]
     Lmax = max(cfg.layers)
     for r in rows[Lmax]:
@@ -294,14 +313,29 @@ def _plot(ctx: Context, cfg: Config, rows: dict[int, list[dict]]) -> None:
     ax.set(yscale="log", xlabel="layers L", ylabel="test MSE (median over seeds)",
            xticks=Ls, title="test loss against depth")
     ax.legend(fontsize=8)
+    ax = axes[0, 2]
+    tr = rows[Lmax][0].get("over_training", {})
+    if tr.get("steps"):
+        white, raw = np.asarray(tr["dist_whitened"]), np.asarray(tr["dist_raw"])
+        for l in range(white.shape[1]):
+            colour = f"C{l}"
+            ax.plot(tr["steps"], white[:, l], "o-", ms=3, color=colour, label=f"layer {l + 1}")
+            ax.plot(tr["steps"], raw[:, l], "--", color=colour, alpha=0.6)
+        ax.plot([], [], "ko-", ms=3, label="whitened Dist")
+        ax.plot([], [], "k--", alpha=0.6, label="Dist(Gamma_l, I)")
+        ax.set(yscale="log", xlabel="training step", ylabel="Dist",
+               title=f"{Lmax} layers, seed {rows[Lmax][0]['seed']}: over training")
+        ax.legend(fontsize=7)
     ctx.save_figure(fig, "ahn")
 
 
 def _captions() -> dict[str, str]:
     return {"ahn.png": "Left: Dist of the learned per-layer preconditioners from a multiple "
             "of I, raw (grey) and whitened by Sigma^1/2 (blue), every seed of the deepest "
-            "model. Right: test MSE against depth for the trained models, L tuned GD steps "
-            "and L Sigma^-1-preconditioned GD steps."}
+            "model. Middle: test MSE against depth for the trained models, L tuned GD steps "
+            "and L Sigma^-1-preconditioned GD steps. Right: the deepest model's Dist per "
+            "layer over training (first seed; whitened solid, raw dashed), the paper's Fig 4 "
+            "view."}
 
 
 def _section(cfg: Config, rows: dict[int, list[dict]], controls: list[dict]) -> str:

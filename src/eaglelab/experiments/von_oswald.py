@@ -259,9 +259,9 @@ def _recurrent_claims(rows: dict[str, list[dict]], controls: dict[str, dict]) ->
             not bad, f"the rule rejects {label}",
             f"the rule accepts {label} at N = " + ", ".join(bad)))
     claims.append(_bridge_claim(
-        "The recurrent models that align with GD++ read as EAGLE steps at every layer (GD++'s "
-        "input transform is EAGLE's A-update)", "EAGLE",
-        [(f"N={N} seed {m['seed']}", m) for N, m in every if _aligns(m)],
+        f"The recurrent models whose GD++ fit explains >= {ALIGN_R2:.0%} of the x-update read "
+        "as EAGLE steps at every layer (GD++'s input transform is EAGLE's A-update)", "EAGLE",
+        [(f"N={N} seed {m['seed']}", m) for N, m in every if m["r2"] >= ALIGN_R2],
         [(f"N={N.removesuffix('-gd')} " + ("GD" if N.endswith("-gd") else "untrained"), c)
          for N, c in controls.items()]))
     return claims
@@ -277,7 +277,7 @@ def _bridge_claim(text: str, want: str, models: list, controls: list):
     leak = [k for k, c in controls if want in c["bridge"]["readings"]]
     return cm.claim(
         text + f"; controls ({', '.join(k for k, _ in controls)}) must not read {want}",
-        "(a test of ours)", "; ".join(f"{k}: {reads(m)}" for k, m in models)
+        "(a test of ours)", ("; ".join(f"{k}: {reads(m)}" for k, m in models) or "no model")
         + " | controls: " + "; ".join(f"{k}: {reads(c)}" for k, c in controls),
         ok and not leak, f"every model reads {want}, no control does",
         ("a control reads " + want + ": " + ", ".join(leak)) if leak
