@@ -13,7 +13,9 @@
 - `icl`: the family's in-context regression tasks (Ahn et al., von Oswald et al.,
   Vladymyrov et al.) with tokens as rows - the block layout with d' = n' = 1;
 - `kernels`: Nystrom kernel-slice tasks on synthetic or user-supplied point sets;
-- `realdata`: problems from real (e.g. SuiteSparse) matrices by pivoted-QR selection.
+- `realdata`: problems from real (e.g. SuiteSparse) matrices by pivoted-QR selection;
+- `sequence`: the sequence view of a prompt for causal sequence layers (`to_sequence`,
+  `read_completion`).
 """
 
 from eaglelab.tasks.blocks import (
