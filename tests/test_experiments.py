@@ -502,3 +502,25 @@ def test_report_warns_when_its_sections_come_from_different_code_versions():
     text = "\n".join(_provenance_lines({"a": one, "b": other, "c": one}))
     assert "Not one run" in text and "abcdef1 (2026-12-04): a, c" in text
     assert "1234567+dirty (2026-11-22): b" in text
+
+
+def test_architectures_quick_measures_every_architecture_against_eagle_and_gd(out_dir):
+    """The architectures experiment in quick mode: every architecture has its per-layer MSE,
+    kappa(A_l) and distances from EAGLE and GD; the algorithms behave as EAGLE does (its
+    error and kappa(A_l) fall every step, below GD's after L steps); linear attention
+    already improves on its untrained self after 150 steps; the untrained control fails the
+    EAGLE rule."""
+    r = result("architectures", out_dir)
+    L = r["data"]["config"]["layers"]
+    for arch, row in r["data"]["rows"].items():
+        t = row["trained"]
+        assert len(t["mse_median"]) == len(t["kappa"]) == L, arch
+        assert all(np.isfinite(t["distance"][a]).all() and len(t["distance"][a]) == L
+                   for a in ("EAGLE", "GD")), arch
+    eagle, gd = r["data"]["algorithms"]["EAGLE"], r["data"]["algorithms"]["GD"]
+    assert np.all(np.diff(eagle["mse_median"]) < 0) and np.all(np.diff(eagle["kappa"]) < 0)
+    assert eagle["mse_median"][-1] < gd["mse_median"][-1]
+    lin = r["data"]["rows"]["linear"]
+    assert lin["trained"]["mse_median"][-1] < 0.8 * lin["untrained"]["mse_median"][-1]
+    verdicts = {c["claim"]: c["verdict"] for c in r["claims"]}
+    assert verdicts[next(k for k in verdicts if k.startswith("Negative control"))] == "agrees"

@@ -87,3 +87,29 @@ def test_every_architecture_trains_in_float32_with_finite_gradients(arch):
         model(X[:, :, :-1])
     with pytest.raises(ValueError, match="arch="):
         SequenceModel("gru", d, n, dp, np_)
+
+
+def test_a_sequence_run_writes_its_folder_and_is_reused_only_for_its_config(tmp_path):
+    import json
+
+    from eaglelab.train.sequence import SequenceRunConfig, load_sequence_model, train_sequence
+
+    cfg = SequenceRunConfig(arch="linear", layers=2, steps=30, batch=16, eval_every=10,
+                            eval_size=64, log_every=10)
+    model = train_sequence(cfg, tmp_path / "run", progress=False)
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"config.json", "environment.json", "metrics.jsonl", "model.safetensors"} <= files
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().split("\n")
+             if x]
+    assert [x["step"] for x in lines if x["kind"] == "eval"] == [10, 20, 30]
+    loaded, back = load_sequence_model(tmp_path / "run")
+    assert back == cfg
+    stamp = (tmp_path / "run" / "model.safetensors").stat().st_mtime_ns
+    again = train_sequence(cfg, tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "model.safetensors").stat().st_mtime_ns == stamp
+    for a, b, c in zip(model.parameters(), loaded.parameters(), again.parameters(),
+                       strict=True):
+        assert torch.equal(a, b) and torch.equal(a, c)
+    other = train_sequence(SequenceRunConfig(**{**cfg.__dict__, "steps": 20}), tmp_path / "run",
+                           progress=False)
+    assert load_sequence_model(tmp_path / "run")[1].steps == 20 and other is not None

@@ -51,6 +51,7 @@ EXPERIMENTS: dict[str, str] = {
     "von_oswald": "eaglelab.experiments.von_oswald",
     "vladymyrov": "eaglelab.experiments.vladymyrov",
     "dynamics": "eaglelab.experiments.dynamics",
+    "architectures": "eaglelab.experiments.architectures",
 }
 
 
