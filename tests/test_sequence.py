@@ -113,3 +113,22 @@ def test_a_sequence_run_writes_its_folder_and_is_reused_only_for_its_config(tmp_
     other = train_sequence(SequenceRunConfig(**{**cfg.__dict__, "steps": 20}), tmp_path / "run",
                            progress=False)
     assert load_sequence_model(tmp_path / "run")[1].steps == 20 and other is not None
+
+
+def test_eaglelab_train_arch_trains_a_sequence_model_and_names_bad_settings(tmp_path):
+    from typer.testing import CliRunner
+
+    from eaglelab.cli import app
+    from eaglelab.train.sequence import load_sequence_model
+
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["train", "--arch", "rec-delta", "--steps", "5", "--out",
+                                   str(out), "--quiet", "train.batch=8", "model.layers=2"])
+    assert res.exit_code == 0, res.output
+    model, cfg = load_sequence_model(out)
+    assert (cfg.arch, cfg.steps, cfg.batch, cfg.layers) == ("rec-delta", 5, 8, 2)
+    for args, message in ((["--arch", "gru"], "is not known"),
+                          (["--arch", "linear", "model.heads=2"], "takes only"),
+                          (["--arch", "linear", "--seeds", "3"], "--seeds is not available")):
+        res = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "x"), *args])
+        assert res.exit_code != 0 and message in res.output, (args, res.output)
