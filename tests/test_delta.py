@@ -141,3 +141,20 @@ def test_fast_weight_programmers_are_their_loops(name):
     assert all(g is not None and torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
     with pytest.raises(ValueError, match="d_in = 7"):
         layer(torch.zeros(2, 5, 6, dtype=torch.float64))
+
+
+def test_the_delta_rule_matches_flash_linear_attentions_reference_when_it_is_installed():
+    """Cross-check with fla's naive delta rule (`fla.ops.delta_rule.naive`); fla imports
+    triton, so on a CPU-only machine this skips.  fla scales q by d_k^-1/2 inside and
+    computes in float32: the same scaling is applied here, the tolerance is float32's."""
+    naive = pytest.importorskip("fla.ops.delta_rule.naive",
+                                reason="flash-linear-attention (and triton) not installed")
+    g = torch.Generator().manual_seed(0)
+    b, h, T, dk, dv = 2, 3, 37, 8, 5
+    q, k = (torch.randn(b, h, T, dk, generator=g) for _ in range(2))
+    k = k / k.norm(dim=-1, keepdim=True)
+    v, beta = torch.randn(b, h, T, dv, generator=g), torch.rand(b, h, T, generator=g)
+    o_ref, S_ref = naive.delta_rule_recurrence(q, k, v, beta)
+    o, S = delta_rule_chunkwise(q * dk ** -0.5, k, v, beta, chunk_size=16)
+    torch.testing.assert_close(o, o_ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(S, S_ref, rtol=1e-4, atol=1e-5)
