@@ -20,6 +20,15 @@ end.  Negative control: the same SGD trajectory scored against the closed form o
 spectrum (the eigenvalues reversed) must fail the curve rule; boundary controls (added
 after the first run): the closed form at half and at twice the learning rate must fail it
 too, so the rule pins the time scale (`learning_dynamics` on the brief's tau).
+
+Larger models (the brief's measures for eaglelab's 4-layer transformers): the effective rank
+(`train.spectra.effective_rank`: exp of the entropy of the normalised singular values) of
+every layer's head-summed W_QK and W_VP at each evaluation, read from the metrics of the
+finished unconstrained runs in the committed run cache (`_runs/`, the paper's protocol; the
+runs trained since these ranks were logged), when the cache is beside the output.  A
+measure, not a claim: the paper has no number for it.  The training prompts are rotated
+at random, so there is no fixed eigenbasis of the spectrum 0.7^i for a stage to follow in
+the weights; the ranks show which products become low rank and when.
 """
 
 from __future__ import annotations
@@ -114,11 +123,31 @@ def run(cfg: Config, ctx: Context) -> ExperimentResult:
     c = ld.mode_constants(spec, cfg.tokens)
     data = {"spectrum": spec.tolist(), "a_inf": c["a_inf"].tolist(), "escape": esc.tolist(),
             "steps": steps, "rows": rows, "control_deviation": wrong,
-            "off_rate_deviation": slow,
+            "off_rate_deviation": slow, "large_models": _large_model_spectra(ctx),
             "trajectory": trajectories, "config": cfg.__dict__}
     _plot(ctx, cfg, data)
     return ExperimentResult(name="dynamics", data=data, claims=_claims(data),
                             section=_section(cfg, data), captions=_captions())
+
+
+def _large_model_spectra(ctx: Context) -> list[dict]:
+    """Per finished unconstrained run of the cache with logged ranks: steps and erank_qk /
+    erank_vp (L layers) of its first seed at every evaluation."""
+    import json
+
+    from eaglelab.experiments._training import runs_folder
+
+    out = []
+    for metrics in sorted(runs_folder(ctx).glob("unconstrained-*/metrics.jsonl")):
+        if not (metrics.parent / "model.safetensors").exists():
+            continue
+        evals = [r for r in map(json.loads, metrics.read_text().splitlines())
+                 if r.get("kind") == "eval" and "erank_qk" in r]
+        if evals:
+            out.append({"run": metrics.parent.name, "steps": [r["step"] for r in evals],
+                        "erank_qk": [r["erank_qk"][0] for r in evals],
+                        "erank_vp": [r["erank_vp"][0] for r in evals]})
+    return out
 
 
 def _claims(data: dict) -> list:
@@ -182,7 +211,8 @@ def _plot(ctx: Context, cfg: Config, data: dict) -> None:
     import eaglelab.learning_dynamics as ld
 
     tr = data["trajectory"]
-    fig, axes = cm.figure(2, 1, width=5.0, height=3.7)
+    big = data.get("large_models") or []
+    fig, axes = cm.figure(3 if big else 2, 1, width=5.0, height=3.7)
     ax = axes[0, 0]
     steps = np.asarray(tr["steps"])
     modes = np.asarray(tr["modes"])
@@ -205,6 +235,18 @@ def _plot(ctx: Context, cfg: Config, data: dict) -> None:
     ax.set(yscale="log", xlabel="SGD step", ylabel="population loss",
            title="staged learning (dashed: closed-form escape steps)")
     ax.legend(fontsize=8)
+    if big:
+        ax = axes[0, 2]
+        first = big[0]
+        qk, vp = np.asarray(first["erank_qk"]), np.asarray(first["erank_vp"])
+        for l in range(qk.shape[1]):
+            ax.plot(first["steps"], vp[:, l], "o-", ms=2, color=f"C{l}", label=f"layer {l + 1}")
+            ax.plot(first["steps"], qk[:, l], "--", color=f"C{l}", alpha=0.6)
+        ax.plot([], [], "k-", label="W_VP")
+        ax.plot([], [], "k--", label="W_QK")
+        ax.set(xlabel="training step", ylabel="effective rank",
+               title="4-layer transformer (first cached run)")
+        ax.legend(fontsize=7)
     ctx.save_figure(fig, "dynamics")
 
 
@@ -212,7 +254,8 @@ def _captions() -> dict[str, str]:
     return {"dynamics.png": "Left: every mode's a_alpha during SGD (coloured) and the "
             "closed-form logistic curve (dashed), log scale. Right: the population loss of "
             "the SGD iterate falling in stages, one per mode, at the closed-form escape steps "
-            "(dashed)."}
+            "(dashed). Right (with the run cache): effective ranks of every layer's W_VP "
+            "(solid) and W_QK (dashed) over training of a 4-layer unconstrained transformer."}
 
 
 def _section(cfg: Config, data: dict) -> str:
@@ -229,4 +272,18 @@ def _section(cfg: Config, data: dict) -> str:
                      + ", ".join(f"{x:.3f}" for x in r["final_over_fixed_point"]) + " |")
     lines += ["", "Closed-form escape steps: " + ", ".join(f"{e:.0f}" for e in data["escape"])
               + "; fixed point a_inf: " + ", ".join(f"{a:.3f}" for a in data["a_inf"]) + "."]
+    big = data.get("large_models") or []
+    if big:
+        lines += ["", "Larger models: effective ranks (width 20) of each layer's W_QK / W_VP, "
+                  "first seed of each cached unconstrained run, at the first evaluation after "
+                  "step 0, half-way (the pruning step of the paper's protocol) and at the end:", "",
+                  "| run | step | erank W_QK per layer | erank W_VP per layer |",
+                  "|---|---|---|---|"]
+        for r in big:
+            picks = sorted({min(1, len(r["steps"]) - 1), len(r["steps"]) // 2,
+                            len(r["steps"]) - 1})
+            for i in picks:
+                lines.append(f"| {r['run']} | {r['steps'][i]} | "
+                             + ", ".join(f"{x:.1f}" for x in r["erank_qk"][i]) + " | "
+                             + ", ".join(f"{x:.1f}" for x in r["erank_vp"][i]) + " |")
     return "\n".join(lines)
