@@ -126,24 +126,43 @@ def test_sketch_precond_recovers_when_countsketch_loses_rank():
 
 def test_gd_auto_ridge_on_rank_deficient_input_is_the_ridge_solution():
     A, B, C, D_ref, _ = make_problem(505, rank=30)
-    res = gradient_descent(A, B, C, tol=1e-13, max_iter=20_000)
+    res = gradient_descent(A, B, C, tol=1e-13, max_iter=20_000, ridge="auto")
     lam = res.info["ridge"]
     assert lam == pytest.approx(1e-3 * res.info["sigma_max"] ** 2)
     assert "Lanczos" in res.info["ridge_rule"]
     W_ridge = B @ A.T @ np.linalg.inv(A @ A.T + lam * np.eye(A.shape[0]))
     assert res.converged and rel(res.D, W_ridge @ C) < 1e-8
-    assert rel(res.D, D_ref) > 1e-5  # the documented bias
-    # ridge = 0: unbiased, converges to B A^+ C on range(A)
-    res0 = gradient_descent(A, B, C, tol=1e-13, max_iter=20_000, ridge=0.0)
+    assert rel(res.D, D_ref) > 1e-5  # the documented bias, and the status names it
+    assert "ridge-regularised answer" in res.status
+    # the default, ridge = 0: unbiased, converges to B A^+ C on range(A)
+    res0 = gradient_descent(A, B, C, tol=1e-13, max_iter=20_000)
     assert res0.info["ridge"] == 0.0 and rel(res0.D, D_ref) < 1e-8
+    assert res0.status == "converged"
+
+
+def test_gd_default_is_unbiased_where_the_auto_ridge_said_converged_7_percent_off():
+    """Rank 12 of a 20 x 24 A with kappa 10 over its nonzero spectrum: the automatic ridge
+    (the old default) 'converged' with relative error 7.5e-2; the default must be right."""
+    rng = np.random.default_rng(0)
+    U = np.linalg.qr(rng.standard_normal((20, 12)))[0]
+    V = np.linalg.qr(rng.standard_normal((24, 12)))[0]
+    A = U @ np.diag(np.logspace(0, -1, 12)) @ V.T
+    B, C = rng.standard_normal((3, 12)) @ V.T, rng.standard_normal((20, 2))
+    ref = B @ np.linalg.pinv(A) @ C
+    res = gradient_descent(A, B, C, tol=1e-10, max_iter=3000, reference=ref)
+    assert res.converged and res.relative_error < 1e-7, res.relative_error
+    auto = gradient_descent(A, B, C, tol=1e-10, max_iter=3000, reference=ref, ridge="auto")
+    assert auto.relative_error > 1e-2 and "not B A^+ C" in auto.status
+    with pytest.raises(ValueError, match="ridge must be"):
+        gradient_descent(A, B, C, ridge=None)
 
 
 def test_gd_ridge_rule():
     A, B, C, *_ = make_problem(606)
-    full = gradient_descent(A, B, C, max_iter=2)
+    full = gradient_descent(A, B, C, max_iter=2, ridge="auto")
     assert full.info["ridge"] == 0.0 and "no rank deficiency" in full.info["ridge_rule"]
     At, Bt, Ct, *_ = make_problem(607, d=40, n=20)  # d > n: structurally rank deficient
-    wide = gradient_descent(At, Bt, Ct, max_iter=2)
+    wide = gradient_descent(At, Bt, Ct, max_iter=2, ridge="auto")
     assert wide.info["ridge"] > 0 and "d = 40 > n = 20" in wide.info["ridge_rule"]
     sigma = np.linalg.norm(A, 2)
     assert full.info["sigma_max"] == pytest.approx(sigma, rel=1e-3)

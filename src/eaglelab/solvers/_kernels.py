@@ -52,11 +52,16 @@ def power_sigma_max(A: Any, iters: int, rng: np.random.Generator) -> tuple[float
     v = v / float(xp.linalg.vector_norm(v))
     lam = 0.0
     k = 0
+    def norm(x) -> float:
+        # scaled by the largest entry first: ||x||^2 of float32 entries ~1e20 overflows
+        m = float(xp.max(xp.abs(x)))
+        return m * float(xp.linalg.vector_norm(x / m)) if m > 0 and np.isfinite(m) else m
+
     for k in range(1, iters + 1):  # noqa: B007 - k is reported
         u = A.T @ v
-        lam_new = float(xp.sum(u * u))
+        lam_new = norm(u) ** 2
         w = A @ u
-        nw = float(xp.linalg.vector_norm(w))
+        nw = norm(w)
         if nw == 0.0 or not np.isfinite(nw):  # A^T v = 0: restart is pointless, keep lam
             lam = max(lam, lam_new)
             break

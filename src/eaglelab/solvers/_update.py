@@ -177,10 +177,14 @@ def _frozen_update(C, D, gamma: float, ws: DenseWorkspace) -> float:
     return 1.0
 
 
-def sketched_update(A, B, C, D, S, eta: float, gamma: float, rho: float | None = None) -> float:
+def sketched_update(A, B, C, D, S, eta: float, gamma: float, rho: float | None = None,
+                    normalise: bool = False) -> float:
     """One step with sketch S (dense n x r, or an integer index vector meaning
     S = I[:, idx]), in place; S lives in A's namespace and on its device.  rho None:
-    rho = 1/||A S||_2^2 computed exactly (r x r eigenvalue problem).  Returns the rho used."""
+    rho = 1/||A S||_2^2 computed exactly (r x r eigenvalue problem).  normalise (with rho
+    None): first divide A and B by ||A S||_2 (B A^+ C is invariant under it) and step with
+    rho = 1, so A_l keeps its scale instead of shrinking by up to (1 - eta) per step until
+    it underflows.  Returns the rho used (1 when normalised)."""
     xp = namespace(A)
     rows = S.ndim == 1
     At = A[:, S] if rows else A @ S                # d x r
@@ -194,6 +198,11 @@ def sketched_update(A, B, C, D, S, eta: float, gamma: float, rho: float | None =
         if not np.isfinite(lam) or lam <= 0:
             raise FloatingPointError("||A S||_2 is zero or not finite; draw another sketch")
         rho = 1.0 / lam
+        if normalise:
+            c = float(np.sqrt(rho))
+            A *= c
+            B *= c
+            At, Bt, K, rho = At * c, Bt * c, K * rho, 1.0
     sA, sC = eta * rho, gamma * rho
     AtC = At.T @ C                                 # r x n'
     D += sC * (Bt @ AtC)

@@ -87,8 +87,10 @@ def eagle(A, B, C, *, eta: float = 1 / 3, gamma: float = 1.0, tol: float = 1e-10
         "rows" (r random columns of the identity, the paper's fast variant).
     schedule : a fixed `Schedule` (absolute steps and sketches per iteration); runs exactly
         len(schedule) steps (fewer if max_iter is smaller), no norms are computed.
-    rescale : dense only; divide A and B by ||A_l||_2 every step (rho = 1; with eta = 1/3
-        this is the brief's factor 3/2) so long runs never under/overflow.  B A^+ C is
+    rescale : divide A and B by ||A_l||_2 every step (rho = 1; with eta = 1/3 this is the
+        brief's factor 3/2) - sketched: by ||A_l S_l||_2 before the step - so long runs
+        never under/overflow (unnormalised, a sketched A_l shrinks by up to 1 - eta per
+        step: from A ~ 1e-150 it underflowed and "converged" with error 0.5).  B A^+ C is
         invariant under this, so it changes rounding only.
     freeze_tol : dense only; once ||A_l - A_l A_l^T A_l||_F^2 < freeze_tol (A_l a partial
         isometry) stop updating A and B (the accelerated variant; later steps cost O(d^2 n')).
@@ -151,7 +153,7 @@ def eagle(A, B, C, *, eta: float = 1 / 3, gamma: float = 1.0, tol: float = 1e-10
                                         rho=1.0)
                 elif sketch is not None:
                     S = asarray_like(draw_sketch(sketch, n, r, rng, dt), A_)
-                    sketched_update(A_, B_, C_, D_, S, eta, gamma)
+                    sketched_update(A_, B_, C_, D_, S, eta, gamma, normalise=rescale)
                 else:
                     _, iso = dense_update(A_, B_, C_, D_, eta, gamma, ws, normalise=rescale,
                                           want_iso=True)
