@@ -16,27 +16,16 @@ T from which the chunkwise form is faster.  Writes benchmarks/results/bench_delt
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
-from _util import write_json
+from _util import best_time, write_json
 
 from eaglelab.models import delta_rule_chunkwise, delta_rule_recurrent
 
 
-def _best(fn, repeat: int) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 def torch_gemm_rate(dtype: torch.dtype, n: int = 1024) -> float:
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    return 2 * n**3 / _best(lambda: a @ b, 3)
+    return 2 * n**3 / best_time(lambda: a @ b, 3)
 
 
 def chunk_flops(T: int, C: int, dk: int, dv: int) -> float:
@@ -73,8 +62,8 @@ def main() -> None:
             beta = torch.sigmoid(torch.randn(args.batch, T, generator=g)).to(dtype)
             rep = args.repeat if T <= 2048 else 1
             xs = (q, k, v, beta)
-            t_rec = _best(lambda xs=xs: delta_rule_recurrent(*xs), rep)
-            t_chk = _best(lambda xs=xs: delta_rule_chunkwise(*xs, args.chunk), rep)
+            t_rec = best_time(lambda xs=xs: delta_rule_recurrent(*xs), rep)
+            t_chk = best_time(lambda xs=xs: delta_rule_chunkwise(*xs, args.chunk), rep)
             rate = args.batch * chunk_flops(T, args.chunk, args.dk, args.dv) / t_chk
             tokens = args.batch * T
             row = {"T": T, "recurrent_us_per_token": 1e6 * t_rec / tokens,

@@ -252,7 +252,7 @@ def _plot(ctx: Context, cfg: Config, data: dict) -> None:
 
 def _captions() -> dict[str, str]:
     return {"dynamics.png": "Left: every mode's a_alpha during SGD (coloured) and the "
-            "closed-form logistic curve (dashed), log scale. Right: the population loss of "
+            "closed-form logistic curve (dashed), log scale. Middle: the population loss of "
             "the SGD iterate falling in stages, one per mode, at the closed-form escape steps "
             "(dashed). Right (with the run cache): effective ranks of every layer's W_VP "
             "(solid) and W_QK (dashed) over training of a 4-layer unconstrained transformer."}
