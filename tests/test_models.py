@@ -55,7 +55,8 @@ def _rel(a, b) -> float:
 
 def test_public_api_is_pinned():
     assert sorted(models.__all__) == sorted([
-        "ARCHITECTURES", "REGIMES", "SequenceModel", "DeltaNetLayer", "DeltaRNNLayer", "RecurrentDeltaNetLayer",
+        "ARCHITECTURES", "REGIMES", "SequenceModel", "DeltaNetLayer", "DeltaRNNLayer",
+        "RecurrentDeltaNetLayer",
         "DistributedLayout", "LinearTransformer", "MachineBlocks", "ModelConfig",
         "PruneResult", "delta_rule_chunkwise", "delta_rule_recurrent", "eagle_weights",
         "param_shapes", "prune_heads", "read_out", "reference_layers", "reference_prediction"])
