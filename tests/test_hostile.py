@@ -71,3 +71,29 @@ def test_converged_means_right_at_every_scale_and_precision(method, scale, dtype
         assert err <= bound, (res.iterations, err, bound)
     else:
         assert res.status and res.status != "converged", res.status
+
+
+@pytest.mark.parametrize("method", ["eagle", "cg", "lsmr", "lstsq", "eagle-rows"])
+@pytest.mark.parametrize("torch_input", [False, True])
+def test_entries_of_order_1e200_are_balanced_not_refused(method, torch_input):
+    """||A||_F of entries ~1e200 overflows float64 although every entry is finite: A and B
+    are divided by one power of two (D = B A^+ C unchanged), so every solver returns the
+    unscaled problem's answer instead of refusing (before: ValueError)."""
+    import torch
+
+    from eaglelab.solvers._inputs import prepare
+
+    A, B, C, ref = _problem(20, 10.0)
+    big = [A * 1e200, B * 1e200, C]
+    if torch_input:
+        big = [torch.as_tensor(M) for M in big]
+    prep = prepare(*big, native=True)
+    assert prep.balanced > 600 and 1.0 <= float(np.max(np.abs(np.asarray(prep.A)))) < 2.0
+    kw = dict(METHODS.get(method, {}))
+    name = "eagle" if method.startswith("eagle") else method
+    if name != "lstsq":
+        kw.update(tol=1e-10, max_iter=3000)
+    res = solve(*big, method=name, **kw)
+    D = res.D.numpy() if torch_input and hasattr(res.D, "numpy") else np.asarray(res.D)
+    assert np.linalg.norm(D - ref) / np.linalg.norm(ref) < 1e-8, res.status
+    assert prepare(A, B, C).balanced == 0

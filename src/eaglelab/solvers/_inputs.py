@@ -35,6 +35,7 @@ class Prepared:
     dtype: np.dtype
     kind: str  # "numpy" | "torch" | "sparse"
     torch_like: torch.Tensor | None = None
+    balanced: int = 0   # A and B were divided by 2**balanced (||A||_F overflowed); D, W unchanged
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -103,11 +104,25 @@ def prepare(A: Any, B: Any, C: Any, *, dtype: Any = None, keep_sparse: bool = Fa
     if sp.issparse(C_):
         C_ = C_.toarray()
     _check_shapes(A_.shape, B_.shape, C_.shape)
-    a_norm = sp.linalg.norm(A_) if sp.issparse(A_) else np.linalg.norm(A_)
     a_max = float(abs(A_).max()) if sp.issparse(A_) else float(np.max(np.abs(A_)))
+    k = _balance_exponent(lambda: sp.linalg.norm(A_) if sp.issparse(A_) else np.linalg.norm(A_),
+                          a_max)
+    if k:
+        A_, B_ = A_ * 2.0 ** -k, B_ * 2.0 ** -k      # exact: powers of two
+    a_norm = sp.linalg.norm(A_) if sp.issparse(A_) else np.linalg.norm(A_)
     _check_scale(float(a_norm), a_max)
     kind = "torch" if "torch" in kinds else ("sparse" if "sparse" in kinds else "numpy")
-    return Prepared(A_, B_, np.ascontiguousarray(C_), np.dtype(dtype), kind, like)
+    return Prepared(A_, B_, np.ascontiguousarray(C_), np.dtype(dtype), kind, like, k)
+
+
+def _balance_exponent(norm, a_max: float) -> int:
+    """0, or the k with which A / 2^k and B / 2^k (the same D = B A^+ C and W = B A^+) keep
+    ||A||_F finite: entries of order 1e200 square past float64's range, so their norm
+    overflows although every entry is finite.  norm: a callable giving ||A||_F."""
+    with np.errstate(over="ignore"):
+        if np.isfinite(float(norm())) or not np.isfinite(a_max) or a_max == 0:
+            return 0
+    return int(np.floor(np.log2(a_max)))
 
 
 def _check_shapes(a: tuple, b: tuple, c: tuple) -> None:
@@ -156,8 +171,12 @@ def _prepare_torch(A: Any, B: Any, C: Any, dtype: np.dtype | None,
             raise ValueError(f"{name} contains {bad} entries; remove or impute them before solving")
     A_, B_, C_ = out
     _check_shapes(tuple(A_.shape), tuple(B_.shape), tuple(C_.shape))
-    _check_scale(float(torch.linalg.vector_norm(A_)), float(A_.abs().max()))
-    return Prepared(A_, B_, C_, np.dtype(_TORCH_TO_NP[target]), "torch", like)
+    a_max = float(A_.abs().max())
+    k = _balance_exponent(lambda: torch.linalg.vector_norm(A_), a_max)
+    if k:
+        A_, B_ = A_ * 2.0 ** -k, B_ * 2.0 ** -k
+    _check_scale(float(torch.linalg.vector_norm(A_)), a_max)
+    return Prepared(A_, B_, C_, np.dtype(_TORCH_TO_NP[target]), "torch", like, k)
 
 
 def to_dense(M: Any) -> np.ndarray:
