@@ -394,3 +394,24 @@ def test_the_bridge_reads_the_constructions_and_rejects_untrained_and_wrong_sign
     for seed in range(8):                  # random signs: some draws have both steps > 0
         bridge = eagle_bridge(LinearTransformer(cfg, [seed], dtype=torch.float64), scale)
         assert bridge["forced"] and "EAGLE" not in bridge["readings"]
+
+
+def test_the_bridge_size_rule_sits_at_its_stated_boundary():
+    """`von_oswald.acts_controls`: GD++ layers built so that step x the prompts' Gram scale
+    is ACTS / 2 and 2 ACTS land on either side of the rule (steps measured back at the
+    targets), and the report's claim agrees only when they do."""
+    from eaglelab.experiments._family import ACTS
+    from eaglelab.experiments.von_oswald import _acts_claim, acts_controls
+
+    b = von_oswald_batch(400, seed=7, N=10)
+    acts = acts_controls(b.N, b.d, b.X)
+    assert sorted(v["target"] for v in acts.values()) == [ACTS / 2, 2 * ACTS]
+    for v in acts.values():
+        e = v["bridge"]["layers"][0]
+        for step in (e["s_A"], e["s_C"]):
+            assert step * v["bridge"]["scale"] == pytest.approx(v["target"], rel=1e-9)
+        assert v["bridge"]["readings"] == (["other"] if v["target"] < ACTS else ["EAGLE"])
+    assert _acts_claim(acts).verdict == "agrees"
+    swapped = {k: {**v, "target": 2 * ACTS if v["target"] < ACTS else ACTS / 2}
+               for k, v in acts.items()}
+    assert _acts_claim(swapped).verdict == "differs"

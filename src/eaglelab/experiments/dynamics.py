@@ -8,8 +8,9 @@ seed, w ~ N(0, I).  Model: y_hat = x_q^T P Q h, h = X^T y / N, from the balanced
 P = Q = sqrt(a_0) I, trained by plain SGD on fresh prompts (batch 2,048) and by exact
 population GD.  Measured per mode alpha: a_alpha(t) = u_alpha^T P Q u_alpha against the
 logistic curve a_inf / (1 + (a_inf / a_0 - 1) e^{-2 lr s^2 t}), the half-way (escape)
-step against tau log(a_inf / a_0 - 1), the drift of the conserved P^T P - Q Q^T, the final
-Gamma against the fixed point [((N + 1)/N) Sigma + (tr Sigma / N) I]^-1.
+step against (tau/2) log(a_inf / a_0 - 1) with tau = 1/(lr s^2) (P = 1), the drift of
+the conserved P^T P - Q Q^T, the final Gamma against the fixed point
+[((N + 1)/N) Sigma + (tr Sigma / N) I]^-1.
 
 The paper states the dynamics and gives no table; the rules are ours, fixed before the
 first run: "the closed form predicts training" means every mode's simulated a_alpha(t)
@@ -168,7 +169,8 @@ def _claims(data: dict) -> list:
     rel = float(np.nanmax(np.abs(half - esc) / esc)) if np.isfinite(half).all() else np.inf
     claims.append(cm.claim(
         "Staged learning: the modes are learned in the order of the covariance eigenvalues, "
-        f"each half-way step within {ESCAPE_TOL:.0%} of tau log(a_inf / a_0 - 1)",
+        f"each half-way step within {ESCAPE_TOL:.0%} of (tau/2) log(a_inf / a_0 - 1) with "
+        "tau = 1/(lr s^2) (the brief's tau at P = 1)",
         "modes learned in eigenvalue order; escape time ~ (tau/2) log(1/(s_inf a_0))",
         "closed form " + ", ".join(f"{e:.0f}" for e in esc) + "; SGD (seed "
         f"{sgd[0]['seed']}) " + ", ".join(f"{h:.0f}" for h in half[0])

@@ -28,7 +28,13 @@ the untrained FULL model of the deepest depth must fail the factor rule.  Bounda
 Table 1 number at the deepest depth, must fail it too - GD++ does, AdaRR may not (the
 factor window is wide; the report says so, and "beats AdaRR" is the claim that tests
 adaptation beyond AdaRR).  Beside every factor verdict the distance from the paper's number
-is printed in standard errors of our estimate (the paper's own error is not published).
+is printed in standard errors of our estimate (the paper's own error is not published;
+ours covers the test prompts' sampling only, not seeds or training, and the median
+per-prompt adjusted loss is printed beside it because a few heavy-tailed prompts can carry
+the mean).  Added after the first full run (so marked in the claims): the paper's orderings
+- the deepest FULL and DIAG within BASELINE_TOL of TunedRR at sigma_max = 5, and FULL below
+TunedRR on categorical {1, 3} - the claims that test adaptation beyond the plug-in
+estimates, which the factor window cannot.
 """
 
 from __future__ import annotations
@@ -128,7 +134,8 @@ def _baselines(test, val) -> dict[str, dict]:
     out = {}
     for name, pred in preds.items():
         a, se, per = _adjusted(pred, test, oracle)
-        out[name] = {"adjusted": a, "se": se, "by_noise": _by_noise(per, test.noise)}
+        out[name] = {"adjusted": a, "se": se, "median": float(np.median(per)),
+                     "by_noise": _by_noise(per, test.noise)}
     out["ConstRR"]["lam"] = float(lam)
     out["TunedRR"]["multiplier"], out["TunedRR"]["cap"] = (float(v) for v in mc)
     return out
@@ -150,7 +157,8 @@ def _measure(model, test, oracle) -> dict[str, Any]:
     with torch.no_grad():
         pred = model.double()(torch.as_tensor(test.prompt))[0, :, 0, 0].numpy()
     a, se, per = _adjusted(pred, test, oracle)
-    return {"adjusted": a, "se": se, "by_noise": _by_noise(per, test.noise)}
+    return {"adjusted": a, "se": se, "median": float(np.median(per)),
+            "by_noise": _by_noise(per, test.noise)}
 
 
 def _omegas(model) -> list[list[float]]:
@@ -336,7 +344,39 @@ def _claims(cfg: Config, main: dict, categorical: dict | None):
             f"{t['adjusted']:.3f} +- {t['se']:.3f}",
             cfg.categorical == (1.0, 3.0) and abs(t["adjusted"] - v) <= BASELINE_TOL * v,
             "within the tolerance", "outside the tolerance (or not the paper's {1, 3})"))
+        if "full" in keys and paper_setting:
+            f = cm_["full"][L]["adjusted"]
+            claims.append(cm.claim(
+                f"Categorical noise {{{levels}}}, {L} layers: FULL beats TunedRR (the paper's "
+                "ordering)" + cm.AFTER_DATA, f"FULL {PAPER_CATEGORICAL['full']:.3f} < "
+                f"TunedRR {PAPER_CATEGORICAL['TunedRR']:.3f}",
+                f"FULL {f:.3f} vs TunedRR {t['adjusted']:.3f}", f < t["adjusted"],
+                "the trained model adapts beyond the tuned plug-in estimate",
+                "the trained model does not beat the tuned estimate at our budget"))
+    claims += _tuned_claims(cfg, main)
     return claims
+
+
+def _tuned_claims(cfg: Config, main: dict) -> list:
+    """The paper's ordering at sigma_max = 5: the deepest FULL and DIAG models are about
+    TunedRR (0.047 against 0.049): within BASELINE_TOL of TunedRR's adjusted loss."""
+    models, t = main["models"], main["baselines"]["TunedRR"]["adjusted"]
+    deep = [(p, str(max(int(k) for k in models[p]))) for p in ("full", "diag")
+            if models.get(p)]
+    if not deep:
+        return []
+    vals = {p: models[p][L]["adjusted"] for p, L in deep}
+    return [cm.claim(
+        f"sigma_max = {cfg.sigma_max:g}: the deepest FULL and DIAG models are within "
+        f"{BASELINE_TOL:.0%} of TunedRR (the paper's ordering: as good as the tuned "
+        "estimate)" + cm.AFTER_DATA,
+        f"FULL / DIAG 0.047 / 0.047 (7 layers) vs TunedRR {PAPER_BASELINES['TunedRR']:.3f}",
+        " / ".join(f"{PARAMETRISATIONS[p]} L={L}: {vals[p]:.3f}" for p, L in deep)
+        + f" vs TunedRR {t:.3f}",
+        all(abs(v - t) <= BASELINE_TOL * t for v in vals.values()),
+        "the deep models reach the tuned estimate",
+        "the deep models stay above the tuned estimate at our budget (one seed, "
+        f"{cfg.steps} steps against the paper's best of 5 after 200k)")]
 
 
 def _paper_at(support: str, layers: int) -> tuple[int, float]:
@@ -348,9 +388,13 @@ def _paper_at(support: str, layers: int) -> tuple[int, float]:
 
 
 def _with_se(row: dict, paper: float) -> str:
-    """'ours +- se (z se from the paper)': the distance in our standard errors."""
+    """'ours +- se (z se from the paper; median m)': the distance in our standard errors -
+    the test prompts' sampling error only, not the seed's or the training's - and the
+    median per-prompt adjusted loss, which shows when a heavy tail of a few prompts makes
+    the mean (and its se) large."""
     z = (row["adjusted"] - paper) / row["se"] if row["se"] > 0 else float("inf")
-    return f"{row['adjusted']:.3f} +- {row['se']:.3f} ({z:+.1f} se)"
+    med = f"; median {row['median']:.3f}" if "median" in row else ""
+    return f"{row['adjusted']:.3f} +- {row['se']:.3f} ({z:+.1f} prompt-sampling se{med})"
 
 
 def _boundary_claims(main: dict) -> list:
@@ -378,8 +422,11 @@ def _boundary_claims(main: dict) -> list:
         f"Boundary control: AdaRR fails FULL's factor rule ({window}; a control of ours, "
         "added after the first full run)", "(a control of ours)", f"adjusted loss {a:.3f}",
         not _within(a, paper), "the factor rule separates FULL's number from AdaRR's",
-        "the factor window contains AdaRR: the factor verdicts alone do not show adaptation "
-        "beyond AdaRR ('beat AdaRR' is the claim that does)"))
+        "the factor window contains AdaRR: the factor-2 rule cannot separate a model that "
+        "adapts to each prompt's noise from the plug-in AdaRR, so the factor verdicts alone "
+        "show no adaptation ('beat AdaRR' and 'within 25% of TunedRR' are the claims that "
+        f"test it; a factor 1.4 would exclude AdaRR ({paper / 1.4:.3f}-{paper * 1.4:.3f}), "
+        "but was not adopted: it would be a rule changed after seeing data)"))
     return out
 
 

@@ -28,7 +28,11 @@ relative of the paper's at every N, and falling with N - changed after the first
 to the median over the ALIGNED seeds (a model whose fit explains < ALIGN_R2 of its x-update
 has no GD++ gamma; the seeds left out are named in the claim).  Controls: the untrained
 tied model and, at the boundary, 2 plain GD steps with the tuned step (gamma = 0: the GD++
-family's nearest member without the input transform) must fail "aligns".  Recipe (ours):
+family's nearest member without the input transform) must fail "aligns" - a control that
+cannot fail (R^2 = 0 by construction), so since the audit of 2026-12-04 the boundary
+controls are 2 GD++ steps at OFF_GAMMA x the tuned gamma (eta tuned), which the loss rule
+must reject; plain GD stays a control of the bridge.  The bridge's "steps too small to
+act" rule is exercised at its boundary by `acts_controls`.  Recipe (ours):
 init std 0.02, batch 1,024, 5,000 steps; their init std 0.002 /
 layers = 0.001 stayed at the saddle of the small initialisation for 6,000 steps at N = 25
 in a trial before the first full run (MSE 0.69 against predicting zero's 0.81; 0.02
@@ -69,6 +73,7 @@ PAPER_GAMMA = {10: 0.179, 25: 0.099, 50: 0.056, 100: 0.029}
 ALIGN_R2 = 0.9
 GDPP_TOL = 0.10
 GAMMA_TOL = 0.30
+OFF_GAMMA = (0.5, 1.5)      # boundary controls: GD++ at these multiples of the tuned gamma
 LOSS_WINDOW = (0.16, 0.24)
 WIDE_WINDOW = (0.75, 0.92)
 MATCH_TOL = 0.05
@@ -168,7 +173,7 @@ def _measure_recurrent(model, test, val, cfg: Config, tuned) -> dict[str, Any]:
 
 def _recurrent(cfg: Config, ctx: Context) -> tuple[dict[str, list[dict]], dict[str, dict]]:
     from eaglelab.models import LinearTransformer
-    from eaglelab.models.family import family_model, preconditioned_gd
+    from eaglelab.models.family import family_model, gd_plus_plus, preconditioned_gd
     from eaglelab.solvers import icl_baselines as R
     from eaglelab.tasks.icl import ICLTaskConfig, icl_batch
     from eaglelab.train.runs import training_seconds
@@ -193,7 +198,30 @@ def _recurrent(cfg: Config, ctx: Context) -> tuple[dict[str, list[dict]], dict[s
         controls[str(N)] = _measure_recurrent(blank, test, val, cfg, tuned)
         gd = family_model(*preconditioned_gd([tuned[1] * np.eye(cfg.features)] * L), N)
         controls[f"{N}-gd"] = _measure_recurrent(gd, test, val, cfg, tuned)
+        (g_star, e_star), _ = tuned
+        for f in OFF_GAMMA:
+            Ps, Qs = gd_plus_plus(f * g_star * N, e_star, cfg.features)
+            off = family_model(Ps * L, Qs * L, N)
+            controls[f"{N}-gdpp{f:g}"] = _measure_recurrent(off, test, val, cfg, tuned)
     return rows, controls
+
+
+def acts_controls(N: int, features: int, prompts: np.ndarray) -> dict[str, dict]:
+    """The bridge's "steps too small to act" rule at its boundary: one GD++ layer whose
+    steps give step x the prompts' `gram_scale` = ACTS / 2 (must not read EAGLE) and
+    2 ACTS (must), both steps alike.  Keys: the products' step x scale."""
+    from eaglelab.experiments._family import ACTS, eagle_bridge, gram_scale
+    from eaglelab.models.family import family_model, gd_plus_plus
+
+    scale = gram_scale(prompts)
+    unit = eagle_bridge(family_model(*gd_plus_plus(1.0, 1.0, features), N), scale)
+    s_a, s_c = unit["layers"][0]["s_A"], unit["layers"][0]["s_C"]
+    out = {}
+    for target in (ACTS / 2, 2 * ACTS):
+        model = family_model(*gd_plus_plus(target / (s_a * scale), target / (s_c * scale),
+                                           features), N)
+        out[f"{target:g}"] = {"bridge": eagle_bridge(model, scale), "target": target}
+    return out
 
 
 def _aligns(m: dict) -> bool:
@@ -218,37 +246,70 @@ def _recurrent_claims(rows: dict[str, list[dict]], controls: dict[str, dict]) ->
                          for N in Ns for m in rows[str(N)] if m["r2"] < ALIGN_R2)
     med = {N: cm.median([m["gamma"] for m in aligned[N]]) if aligned[N] else float("nan")
            for N in Ns}
+    med_all = {N: cm.median([m["gamma"] for m in rows[str(N)]]) for N in Ns}
     counted = ", ".join(f"N={N}: {med[N]:.3f} ({len(aligned[N])} of {len(rows[str(N)])} "
                         "seeds)" for N in Ns)
     note = ("; left out: " + left_out) if left_out else "; no seed left out"
     paper = [N for N in Ns if N in PAPER_GAMMA]
     every_n = all(aligned[N] for N in Ns)
     falls = every_n and all(med[b] < med[a] for a, b in zip(Ns, Ns[1:], strict=False))
+    falls_all = all(med_all[b] < med_all[a] for a, b in zip(Ns, Ns[1:], strict=False))
     rule = (f"median over the seeds whose GD++ fit explains >= {ALIGN_R2:.0%} of the x-update "
-            "(else gamma is not GD++'s; the rule was the median over all seeds before the "
-            "first full run)")
+            "(else gamma is not GD++'s); changed from the median over all seeds after the "
+            "first full run" + cm.AFTER_DATA)
     claims.append(cm.claim(
         f"The extracted gamma falls with N ({rule})",
-        "0.179, 0.099, 0.056, 0.029 for N = 10, 25, 50, 100", counted + note,
+        "0.179, 0.099, 0.056, 0.029 for N = 10, 25, 50, 100", counted + note
+        + "; the rule fixed before the run (all seeds): " + ", ".join(
+            f"{med_all[N]:.3f}" for N in Ns) + (" falls" if falls_all else " does not fall"),
         len(Ns) > 1 and falls and med[Ns[-1]] > 0, "falls at every step",
         "no aligned seed at some N" if not every_n else "does not fall at every step"))
     if paper:
+        def within(g: dict) -> list[int]:
+            return [N for N in paper if abs(g[N] - PAPER_GAMMA[N]) > GAMMA_TOL * PAPER_GAMMA[N]]
+
+        old = within(med_all)
         claims.append(cm.claim(
             f"The extracted gamma matches the paper's within {GAMMA_TOL:.0%} at every N "
             f"({rule}; tolerance ours)",
             ", ".join(f"{PAPER_GAMMA[N]:.3f}" for N in paper),
             ", ".join(f"{med[N]:.3f}" for N in paper)
             + " (tuned 2-step GD++: " + ", ".join(
-                f"{rows[str(N)][0]['gamma_gdpp']:.3f}" for N in paper) + ")" + note,
-            every_n and all(abs(med[N] - PAPER_GAMMA[N]) <= GAMMA_TOL * PAPER_GAMMA[N]
-                            for N in paper),
+                f"{rows[str(N)][0]['gamma_gdpp']:.3f}" for N in paper) + ")" + note
+            + "; the rule fixed before the run (all seeds): " + ", ".join(
+                f"{med_all[N]:.3f} ({med_all[N] / PAPER_GAMMA[N] - 1:+.0%})" for N in paper)
+            + (", also within" if not old else ", outside at N = "
+               + ", ".join(map(str, old))),
+            every_n and not within(med),
             "every N within the tolerance", "no aligned seed at some N" if not every_n
             else "outside the tolerance at some N"))
-    for kind, what, label in (("", "the untrained recurrent models", "untrained weights"),
-                              ("-gd", "2 plain GD steps with the tuned step (gamma = 0; a "
-                               "boundary control)", "plain GD")):
-        ctl = {N.removesuffix(kind): c for N, c in controls.items()
-               if N.endswith("-gd") == bool(kind)}
+    claims += _recurrent_controls(controls)
+    labels = {"": "untrained", "-gd": "GD"}      # GD++ at an off gamma is still GD++
+    ctl = [(f"N={N.split('-')[0]} " + labels[N[len(N.split('-')[0]):]], c)
+           for N, c in controls.items() if N[len(N.split('-')[0]):] in labels]
+    tied = [(f"N={N} seed {m['seed']}", _one_reading(m)) for N, m in every]
+    claims.append(_bridge_claim(
+        "The recurrent models read as EAGLE steps (GD++'s input transform is EAGLE's "
+        "A-update), every N and seed, one reading per model (the 2 layers are tied)",
+        "EAGLE", tied, [(k, _one_reading(c)) for k, c in ctl]))
+    return claims
+
+
+def _one_reading(m: dict) -> dict:
+    """m with its bridge cut to the first layer: a tied model's layers share weights, so
+    they are one reading (counted once)."""
+    b = m["bridge"]
+    return {**m, "bridge": {**b, "layers": b["layers"][:1], "readings": b["readings"][:1]}}
+
+
+def _recurrent_controls(controls: dict[str, dict]) -> list:
+    claims = []
+    kinds = [("", "the untrained recurrent models", "untrained weights")]
+    kinds += [(f"-gdpp{f:g}", f"2 GD++ steps at {f:g}x the tuned gamma (eta tuned; a "
+               "boundary control)", f"GD++ at {f:g}x gamma") for f in OFF_GAMMA]
+    for kind, what, label in kinds:
+        ctl = {N.split("-")[0]: c for N, c in controls.items()
+               if N[len(N.split("-")[0]):] == kind}
         if not ctl:
             continue
         bad = [N for N, c in ctl.items() if _aligns(c)]
@@ -258,13 +319,25 @@ def _recurrent_claims(rows: dict[str, list[dict]], controls: dict[str, dict]) ->
                       f"{c['loss_gdpp']:.4g}" for N, c in ctl.items()),
             not bad, f"the rule rejects {label}",
             f"the rule accepts {label} at N = " + ", ".join(bad)))
-    claims.append(_bridge_claim(
-        f"The recurrent models whose GD++ fit explains >= {ALIGN_R2:.0%} of the x-update read "
-        "as EAGLE steps at every layer (GD++'s input transform is EAGLE's A-update)", "EAGLE",
-        [(f"N={N} seed {m['seed']}", m) for N, m in every if m["r2"] >= ALIGN_R2],
-        [(f"N={N.removesuffix('-gd')} " + ("GD" if N.endswith("-gd") else "untrained"), c)
-         for N, c in controls.items()]))
     return claims
+
+
+def _acts_claim(acts: dict[str, dict]):
+    """The bridge's "steps too small to act" rule at its boundary (a control of ours)."""
+    from eaglelab.experiments._family import ACTS
+
+    below = [k for k, v in acts.items() if v["target"] < ACTS]
+    above = [k for k, v in acts.items() if v["target"] >= ACTS]
+    ok = (all(acts[k]["bridge"]["readings"] == ["other"] for k in below)
+          and all(acts[k]["bridge"]["readings"] == ["EAGLE"] for k in above))
+    return cm.claim(
+        f"Boundary control of the bridge: a GD++ layer whose steps are {ACTS / 2:g} at the "
+        f"prompts' scale does not read EAGLE (too small to act), one at {2 * ACTS:g} does",
+        "(a control of ours)", "; ".join(
+            f"step x scale {k}: " + "/".join(v["bridge"]["readings"])
+            + (f" ({v['bridge']['layers'][0]['why']})" if v["bridge"]["layers"][0]["why"]
+               else "") for k, v in acts.items()),
+        ok, "the size rule sits where it is stated", "the size rule is not where it is stated")
 
 
 def _bridge_claim(text: str, want: str, models: list, controls: list):
@@ -273,15 +346,19 @@ def _bridge_claim(text: str, want: str, models: list, controls: list):
     def reads(m):
         return "/".join(m["bridge"]["readings"])
 
-    ok = bool(models) and all(set(m["bridge"]["readings"]) == {want} for _, m in models)
+    good = [k for k, m in models if set(m["bridge"]["readings"]) == {want}]
+    ok = bool(models) and len(good) == len(models)
     leak = [k for k, c in controls if want in c["bridge"]["readings"]]
+    why = sorted({e["why"] for k, m in models if k not in good for e in m["bridge"]["layers"]
+                  if e["why"]})
     return cm.claim(
         text + f"; controls ({', '.join(k for k, _ in controls)}) must not read {want}",
         "(a test of ours)", ("; ".join(f"{k}: {reads(m)}" for k, m in models) or "no model")
         + " | controls: " + "; ".join(f"{k}: {reads(c)}" for k, c in controls),
         ok and not leak, f"every model reads {want}, no control does",
         ("a control reads " + want + ": " + ", ".join(leak)) if leak
-        else f"not every model reads {want}")
+        else f"{len(good)} of {len(models)} models read {want}; the rest read other ("
+        + ", ".join(why) + ")")
 
 
 def _predict_and_sensitivity(model, prompts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -366,6 +443,10 @@ def run(cfg: Config, ctx: Context) -> ExperimentResult:
             blank = LinearTransformer(run_.model.config, [s], dtype=torch.float64)
             controls[f"{r:g}"] = _measure(blank, test, val, cfg)
     recurrent, rec_controls = _recurrent(cfg, ctx) if cfg.recurrent_tokens else ({}, {})
+    N0 = cfg.recurrent_tokens[0] if cfg.recurrent_tokens else cfg.tokens
+    acts = acts_controls(N0, cfg.features, icl_batch(ICLTaskConfig(
+        family="von-oswald", tokens=N0, features=cfg.features, x_range=0.5),
+        cfg.val_size, 50_000 + N0).X)
     from eaglelab.experiments._family import budget_line
 
     cost = budget_line(sum(ctx.trained_runs.values()),
@@ -374,10 +455,11 @@ def run(cfg: Config, ctx: Context) -> ExperimentResult:
                         "seeds": cfg.seeds})
     data = {"rows": rows, "controls": controls, "paper_loss": PAPER_LOSS, "cost": cost,
             "recurrent": recurrent, "recurrent_controls": rec_controls,
-            "paper_gamma": {str(k): v for k, v in PAPER_GAMMA.items()}, "config": cfg.__dict__}
+            "paper_gamma": {str(k): v for k, v in PAPER_GAMMA.items()}, "acts_controls": acts,
+            "config": cfg.__dict__}
     _plot(ctx, rows, recurrent)
     claims = _claims(rows, controls) + (_recurrent_claims(recurrent, rec_controls)
-                                        if recurrent else [])
+                                        if recurrent else []) + [_acts_claim(acts)]
     return ExperimentResult(name="von_oswald", data=data, claims=claims,
                             section=_section(cfg, rows, controls, recurrent, rec_controls)
                             + "\n\n" + cost,
@@ -420,7 +502,10 @@ def _claims(rows: dict[str, list[dict]], controls: dict[str, dict]):
             "same loss at (theta + theta_GD) / 2",
             "; ".join(f"{m['loss_mid']:.3f} vs {m['loss']:.3f}" for m in main),
             all(abs(m["loss_mid"] - m["loss"]) <= MATCH_TOL * m["loss"] for m in main),
-            "the midpoint loses nothing", "the midpoint is worse"))
+            "the midpoint loses nothing", "the midpoint is worse at seed " + ", ".join(
+                str(m["seed"]) for m in main
+                if abs(m["loss_mid"] - m["loss"]) > MATCH_TOL * m["loss"])
+            + "; within the tolerance at the others"))
         if "0.5" in controls:
             c = controls["0.5"]
             claims.append(cm.claim(
@@ -430,9 +515,9 @@ def _claims(rows: dict[str, list[dict]], controls: dict[str, dict]):
                 "the rule rejects a layer that learned nothing",
                 "the rule accepts an untrained layer"))
         claims.append(_bridge_claim(
-            "x ~ U(-0.5, 0.5): the trained layers that match one GD step read as EAGLE's C/D "
-            "update without the A-update (GD)", "GD",
-            [(f"seed {m['seed']}", m) for m in main if _matches(m)],
+            "x ~ U(-0.5, 0.5): the trained layers read as EAGLE's C/D update without the "
+            "A-update (GD), every seed", "GD",
+            [(f"seed {m['seed']}", m) for m in main],
             [(f"untrained U(-{k}, {k})", c) for k, c in controls.items()]))
     wide = rows.get("1", [])
     if wide:
@@ -465,11 +550,13 @@ def _plot(ctx: Context, rows: dict[str, list[dict]], recurrent: dict[str, list[d
     if recurrent:
         ax = axes[0, 1]
         Ns = sorted(int(N) for N in recurrent)
-        for m_i in range(max(len(v) for v in recurrent.values())):
-            pts = [(N, recurrent[str(N)][m_i]["gamma"]) for N in Ns
-                   if m_i < len(recurrent[str(N)])]
-            ax.plot(*zip(*pts, strict=True), "o", color="tab:blue", alpha=0.7,
-                    label="trained recurrent model" if m_i == 0 else None)
+        for fit, style, label in ((True, "o", "trained recurrent model"),
+                                  (False, "o", f"trained, GD++ fit R^2 < {ALIGN_R2:g}")):
+            pts = [(N, m["gamma"]) for N in Ns for m in recurrent[str(N)]
+                   if (m["r2"] >= ALIGN_R2) == fit]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), style, color="tab:blue", alpha=0.7,
+                        mfc="tab:blue" if fit else "none", label=label)
         ax.plot(Ns, [recurrent[str(N)][0]["gamma_gdpp"] for N in Ns], "s--", color="tab:green",
                 label="tuned 2-step GD++")
         pN = sorted(PAPER_GAMMA)
@@ -484,7 +571,8 @@ def _captions() -> dict[str, str]:
     return {"von_oswald.png": "Left: median test loss over seeds of the trained single layer, "
             "one GD step with the tuned step and the product-space midpoint (balanced gauge), "
             "for both input ranges; dotted: the paper's ~0.2. Right (when run): the GD++ gamma "
-            "fitted to the recurrent 2-layer models' x-update (every seed), the tuned 2-step "
+            "fitted to the recurrent 2-layer models' x-update (every seed; hollow: a fit that explains "
+            f"< {ALIGN_R2:.0%} of the update, left out of the median), the tuned 2-step "
             "GD++'s gamma and the paper's, against N (log-log)."}
 
 
@@ -508,8 +596,10 @@ def _section(cfg: Config, rows: dict[str, list[dict]], controls: dict[str, dict]
                              f"{m['eta_gdpp']:.2f}) | {m['loss_gd']:.4g} | "
                              f"{PAPER_GAMMA.get(int(N), float('nan')):.3f} |")
         for N, c in rec_controls.items():
-            who = "2 GD steps (control)" if N.endswith("-gd") else "untrained"
-            lines.append(f"| {N.removesuffix('-gd')} | {who} | {c['gamma']:.2e} | "
+            base, kind = N.split("-")[0], N[len(N.split("-")[0]):]
+            who = {"": "untrained", "-gd": "2 GD steps (control)"}.get(
+                kind, f"GD++ at {kind.removeprefix('-gdpp')}x gamma (control)")
+            lines.append(f"| {base} | {who} | {c['gamma']:.2e} | "
                          f"{c['r2']:.3f} | {c['loss']:.4g} | {c['loss'] / c['loss_gdpp']:.3f} "
                          "| | | |")
     lines += ["", "Bridge to EAGLE (eaglelab's weight-structure test, "
