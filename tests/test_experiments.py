@@ -534,6 +534,8 @@ def test_architectures_quick_measures_every_architecture_against_eagle_and_gd(ou
     fitted = next(k for k in verdicts if k.startswith("Negative control: the untrained linear "
                                                           "model fails the fitted"))
     assert verdicts[fitted] == "agrees"
+    for start in ("Positive control: EAGLE itself", "Boundary control: the exact answer D* at"):
+        assert verdicts[next(k for k in verdicts if k.startswith(start))] == "agrees", start
     assert {"EAGLE fitted", "GD fitted"} <= set(lin["trained"]["distance"])
 
 
@@ -554,10 +556,11 @@ def test_fitted_steps_recover_an_eagle_schedule_and_gd_cannot_match_it():
     mine = _eagle_d(Zv, d, n, rel_A, rel_C)          # the differentiable copy of the update
     for Z, Dl in zip(states, mine, strict=True):
         assert torch.allclose(-Z[:, d:, n:], Dl, rtol=0, atol=1e-12)
-    fa, fc = fit_steps(states, Zv, Dv, d, n)
+    target = [-Z[:, d:, n:] for Z in states[1:]]
+    fa, fc = fit_steps(target, Zv, Dv, d, n)
     assert fa[-1] == 0.0                      # the last A-update reaches no D
     assert np.allclose(fa[:-1], rel_A[:-1], atol=2e-3) and np.allclose(fc, rel_C, atol=2e-3)
-    ga, gc = fit_steps(states, Zv, Dv, d, n, a_update=False)
+    ga, gc = fit_steps(target, Zv, Dv, d, n, a_update=False)
     assert ga == [0.0, 0.0, 0.0]
     Zt, Dt = held_out(task, 128, 12)
     truth = eagle_layers(Zt, d, n, [0.0] * 3, [0.0] * 3, eta_gamma=(rel_A, rel_C))[-1]
@@ -568,3 +571,27 @@ def test_fitted_steps_recover_an_eagle_schedule_and_gd_cannot_match_it():
                       / ref).median())
 
     assert dist(fa, fc) < 1e-3 < 0.05 < dist(ga, gc)
+
+
+def test_report_names_the_package_files_changed_between_its_code_versions():
+    """Sections from two clean commits: the warning lists what changed under src/ between
+    them (git's own diff), so a reader sees whether a section is stale."""
+    import subprocess
+
+    from eaglelab.experiments.report import _changed_package_files, _provenance_lines
+
+    def rev(ref):
+        return subprocess.run(["git", "rev-parse", ref], capture_output=True, text=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+
+    a, b = rev("HEAD~3"), rev("HEAD")
+    changed = _changed_package_files(a, b)
+    if not a or changed is None:
+        pytest.skip("not a git checkout with history")
+    want = subprocess.run(["git", "diff", "--name-only", a, b, "--", "src"], capture_output=True,
+                          text=True, cwd=Path(__file__).parents[1]).stdout.split()
+    assert changed == [w.removeprefix("src/eaglelab/") for w in want]
+    text = "\n".join(_provenance_lines({
+        "x": {"versions": {"git_commit": a}, "started_utc": "2026-12-04T01:00"},
+        "y": {"versions": {"git_commit": b}, "started_utc": "2026-12-04T02:00"}}))
+    assert f"package files changed from {a[:7]} to {b[:7]}: " in text

@@ -33,7 +33,30 @@ def _provenance_lines(configs: dict[str, dict]) -> list[str]:
              "experiment is re-run (`eaglelab reproduce all` makes one consistent report):", ""]
     lines += [f"- {key}: {', '.join(names)}" for key, names in sorted(groups.items(),
                                                                        key=lambda kv: kv[0])]
+    commits = sorted({(str(cfg.get("started_utc", "")), (cfg.get("versions") or {}).get(
+        "git_commit") or "") for cfg in configs.values()})
+    if len(commits) > 1 and all(c and not c.endswith("+dirty") for _, c in commits):
+        first = commits[0][1]
+        for _, later in commits[1:]:
+            changed = _changed_package_files(first, later)
+            if changed is not None:
+                lines.append(f"- package files changed from {first[:7]} to {later[:7]}: "
+                             + (", ".join(changed) if changed else "none"))
     return lines + [""]
+
+
+def _changed_package_files(a: str, b: str) -> list[str] | None:
+    """The files under src/ that differ between commits a and b (git, when this package
+    lives in its repository), or None when git cannot tell."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[3]
+    try:
+        out = subprocess.run(["git", "-C", str(root), "diff", "--name-only", a, b, "--", "src"],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return [line.removeprefix("src/eaglelab/") for line in out.splitlines() if line]
 
 
 def write_report(out: str | os.PathLike, *, failures: dict[str, str] | None = None,
