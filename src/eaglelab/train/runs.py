@@ -147,8 +147,11 @@ def select_seeds(run: LoadedRun, positions: Sequence[int]) -> LoadedRun:
 def merge_runs(runs: Sequence[LoadedRun]) -> LoadedRun:
     """Seed blocks of one configuration as one run: seeds, weights and per-seed metrics
     concatenated in the order given.  Metric records are matched by (kind, step); only
-    records present in every block are kept, list-valued fields are joined and the other
-    fields (step, kind, the evaluation set's zero_mse, heads) come from the first block.
+    records present in every block are kept, and of them only the fields every block logged
+    (a block trained by a later code version may log more, e.g. the effective ranks: a
+    per-seed field that some seeds lack is dropped, not padded); list-valued fields are
+    joined and the other fields (step, kind, the evaluation set's zero_mse, heads) come from
+    the first block.
 
     Raises ValueError when the configs differ in anything but their seeds, a seed occurs
     twice, or the blocks stopped at different steps."""
@@ -177,11 +180,9 @@ def merge_runs(runs: Sequence[LoadedRun]) -> LoadedRun:
         if not all(key in b for b in by_key[1:]):
             continue
         recs = [b[key] for b in by_key]
-        if any(set(rr) != set(rec) for rr in recs):
-            raise ValueError(f"metrics records {key} have different fields in the blocks: "
-                             f"{sorted(sorted(rr) for rr in recs)}")
+        common = set.intersection(*(set(rr) for rr in recs))   # later code may log more
         metrics.append({k: [x for rr in recs for x in rr[k]] if isinstance(v, list) else v
-                        for k, v in rec.items()})
+                        for k, v in rec.items() if k in common})
     metrics.sort(key=lambda m: (m.get("step", 0)))
     parts = tuple(p for r in runs for p in r.parts)
     return LoadedRun(run_dir=first.run_dir, config=_with_seeds(first.config, seeds),
