@@ -66,12 +66,16 @@ def package_versions() -> dict[str, str | None]:
 
 
 def git_commit() -> str | None:
+    """HEAD of the checkout this package lives in, "+dirty" when the package's own files
+    (src/eaglelab) differ from it - results written elsewhere in the checkout (a
+    reproduction folder) do not make the code that produces them dirty; None outside git."""
     here = Path(__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
                              text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                "."], cwd=here, capture_output=True, text=True,
+                               timeout=5).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except Exception:  # noqa: BLE001 - not a git checkout
         return None
