@@ -595,3 +595,23 @@ def test_report_names_the_package_files_changed_between_its_code_versions():
         "x": {"versions": {"git_commit": a}, "started_utc": "2026-12-04T01:00"},
         "y": {"versions": {"git_commit": b}, "started_utc": "2026-12-04T02:00"}}))
     assert f"package files changed from {a[:7]} to {b[:7]}: " in text
+
+
+def test_git_commit_is_dirty_only_for_the_packages_own_files():
+    """`records.git_commit`: HEAD, with "+dirty" exactly when git reports a change under
+    src/eaglelab - a reproduction's outputs elsewhere in the checkout do not count."""
+    import subprocess
+
+    from eaglelab.records import git_commit
+
+    root = Path(__file__).parents[1]
+
+    def git(*args):
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=root).stdout
+
+    commit = git_commit()
+    if commit is None or not git("rev-parse", "HEAD").strip():
+        pytest.skip("not a git checkout")
+    head = git("rev-parse", "HEAD").strip()
+    package = git("status", "--porcelain", "--untracked-files=no", "--", "src/eaglelab").strip()
+    assert commit == head + ("+dirty" if package else "")
