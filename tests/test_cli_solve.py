@@ -115,3 +115,23 @@ def test_a_lost_worker_in_solve_is_named_with_exit_code_3(monkeypatch):
     res = CliRunner().invoke(app, ["solve", "--workers", "2", "--n", "40", "--d", "30"])
     assert res.exit_code == 3, res.output
     assert "lost rank 1" in res.output and "Traceback" not in res.output
+
+
+def test_a_wide_full_row_rank_matrix_is_refused_with_the_cli_option_that_solves_it(tmp_path):
+    """Issue 17 item 9: a 12 x 30 matrix of full row rank has no spare row for B and D (its
+    transpose none for C and D), so the default refuses and names `--on-full-rank shrink`,
+    which the CLI now takes and which builds a rank-11 task that converges."""
+    rng = np.random.default_rng(3)
+    np.save(tmp_path / "wide.npy", rng.standard_normal((12, 30)))
+    runner = CliRunner()
+    res = runner.invoke(app, ["solve", str(tmp_path / "wide.npy")])
+    assert res.exit_code == 2 and "--on-full-rank shrink" in " ".join(res.output.split())
+    res = runner.invoke(app, ["solve", str(tmp_path / "wide.npy"), "--on-full-rank", "shrink",
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    rec = json.loads(res.output)
+    assert rec["converged"] and rec["relative_error"] < 1e-8, rec
+    res = runner.invoke(app, ["solve", "--on-full-rank", "shrink"])
+    assert res.exit_code == 2 and "applies to a matrix file" in " ".join(res.output.split())
+    res = runner.invoke(app, ["solve", str(tmp_path / "wide.npy"), "--on-full-rank", "pad"])
+    assert res.exit_code == 2 and "on_full_rank" in res.output

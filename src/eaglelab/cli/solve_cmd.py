@@ -20,13 +20,22 @@ def register(app: typer.Typer) -> None:
 
 
 def _problem(path: Path | None, n: int, d: int, n_prime: int, d_prime: int, kappa: float,
-             rank: int | None, seed: int):
+             rank: int | None, seed: int, on_full_rank: str | None = None):
     from eaglelab.tasks import conditioned_problem, load_problem
 
     if path is None:
         return conditioned_problem(n, d, n_prime, d_prime, kappa=kappa, rank=rank, seed=seed)
     if not path.exists():
         fail(f"{path} does not exist")
+    if on_full_rank is not None:
+        if path.name.lower().endswith(".npz"):
+            import zipfile
+
+            with zipfile.ZipFile(path) as z:
+                if {"A.npy", "B.npy", "C.npy"} <= set(z.namelist()):
+                    fail("--on-full-rank applies to a matrix file, not to a block archive "
+                         f"({path.name} holds A, B, C)")
+        return load_problem(path, on_full_rank=on_full_rank)
     return load_problem(path)
 
 
@@ -52,6 +61,10 @@ def solve(
     kappa: Annotated[float, typer.Option(help="synthetic: condition number of A")] = 1e2,
     rank: Annotated[int | None, typer.Option(help="synthetic: rank of A")] = None,
     seed: Annotated[int, typer.Option(help="random seed (problem, sketches)")] = 0,
+    on_full_rank: Annotated[str | None, typer.Option(
+        help="matrix file of full row or column rank (no spare row or column for B, C, D): "
+             "raise (default) | shrink (a rank min(p, q) - 1 block A; the task is then not "
+             "noiseless)")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     device: Annotated[str | None, typer.Option(
         help="cpu | cuda | cuda:N: solve on torch tensors on that device (default: numpy)")
@@ -79,7 +92,9 @@ def solve(
     if "sgd" in methods and r is None:
         fail("-m sgd needs -r, the number of columns it samples per iteration")
     try:
-        problem = _problem(path, n, d, n_prime, d_prime, kappa, rank, seed)
+        if on_full_rank is not None and path is None:
+            fail("--on-full-rank applies to a matrix file; a synthetic problem has none")
+        problem = _problem(path, n, d, n_prime, d_prime, kappa, rank, seed, on_full_rank)
         rows = []
         for m in methods:
             # -r is EAGLE's sketch size only together with --sketch; sgd always takes it

@@ -136,8 +136,10 @@ def matrix_task(
             block = "B and D" if r >= p else "C and D"
             raise ValueError(
                 f"M ({p} x {q}) has full {which} rank (rank {r}), so no spare {which} is "
-                f"left for {block}; pass on_full_rank='shrink' (uses a rank-{min(p, q) - 1} "
-                f"block A; the problem is then not noiseless) or rank < {r}"
+                f"left for {block}; pass on_full_rank='shrink' (`eaglelab solve "
+                f"--on-full-rank shrink`; uses a rank-{min(p, q) - 1} block A, the problem is "
+                f"then not noiseless) or rank < {r}.  The transpose does not help: it has the "
+                "spare rows but no spare column"
             )
     r_used = min(r, p - 1, q - 1)
     shrunk = r_used < r
