@@ -398,7 +398,11 @@ def test_realdata_solves_on_torch_tensors_with_a_device():
     dev = _solve_all(p, make_config(quick=True, device="cpu"), seed=0)
     for m in ("eagle", "cg"):
         a, b = plain[m]["histories"][0]["error"], dev[m]["histories"][0]["error"]
-        assert len(a) == len(b) and abs(a[-1] - b[-1]) < 1e-12
+        # the two BLAS paths round differently: near the stop a first-order method's
+        # changes sit at rounding level (CG: 15 against 13 iterations on one machine, both
+        # ending at 4e-15), so the count may differ by a few, the answer may not
+        assert abs(len(a) - len(b)) <= (0 if m == "eagle" else 3), (m, len(a), len(b))
+        assert abs(a[-1] - b[-1]) < 1e-12
     assert abs(plain["lstsq"]["direct"]["error"] - dev["lstsq"]["direct"]["error"]) < 1e-12
     assert [r["error"] for r in dev["lsmr"]["ladder"]] == [r["error"] for r in plain["lsmr"]["ladder"]]
 
