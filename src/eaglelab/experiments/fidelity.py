@@ -46,7 +46,8 @@ class Config(TrainedConfig):
     factors: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
     # the pruning study: the `heads`-head model trained `steps` steps WITHOUT pruning (first
     # prune_seeds seeds), pruned greedily at the end with no fine-tuning, beside the main
-    # runs (pruned at prune_at and fine-tuned); skipped when heads == 1
+    # runs (pruned at prune_at and fine-tuned); skipped when heads == 1 or prune_seeds == 0
+    # (it trains one unpruned multi-head run per regime: about 15-40 min each here)
     prune_seeds: int = 1
 
 
@@ -76,7 +77,8 @@ def run(cfg: Config, ctx: Context) -> ExperimentResult:
             ctx.save_figure(sketch_figure(ex), "sketch")
         if regime == "distributed":
             ctx.save_figure(head_weights_figure(ex), "weights_distributed_heads")
-    for regime in ctx.track(REGIMES if cfg.heads > 1 else (), "pruning"):
+    for regime in ctx.track(REGIMES if cfg.heads > 1 and cfg.prune_seeds > 0 else (),
+                            "pruning"):
         from eaglelab.train import select_seeds
 
         run_ = trained_run(ctx, regime, steps=cfg.steps, batch=cfg.batch,
