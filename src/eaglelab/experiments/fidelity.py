@@ -364,6 +364,10 @@ def _claims(data: dict, cfg: Config) -> list:
             _simplify_reason(d["sweep"])))
         p = data["pruning"].get(r)
         if p is None:
+            claims.append(cm.untested(
+                f"{r}: pruning to one head per layer barely changes the error", "barely "
+                "changes", "(not run)", "the pruning study was not run for this report "
+                "(prune_seeds = 0: it trains one unpruned multi-head run per regime)"))
             continue
         pr = p["median_after"] / p["median_before"]
         claims.append(cm.claim(
@@ -783,7 +787,9 @@ def _section(data: dict, cfg: Config, seeds: int) -> str:
     lines += ["", "| regime | heads | median task MSE before pruning | after | mean before | "
               "mean after | fidelity after (max) | pruned half-way + fine-tuned: median | "
               "mean | fidelity (max) |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in REGIMES:
+    if not data["pruning"]:
+        lines.append("| (the pruning study was not run: prune_seeds = 0) | | | | | | | | | |")
+    for r in (r for r in REGIMES if r in data["pruning"]):
         p = data["pruning"][r]
         ft = p.get("finetuned")
         tail = (f"{ft['median']:.2e} | {ft['mean']:.2e} | {max(ft['fidelity']):.1e}"
