@@ -597,8 +597,10 @@ def test_report_names_the_package_files_changed_between_its_code_versions():
     assert changed == [w.removeprefix("src/eaglelab/") for w in want]
     text = "\n".join(_provenance_lines({
         "x": {"versions": {"git_commit": a}, "started_utc": "2026-12-04T01:00"},
+        "z": {"versions": {"git_commit": a}, "started_utc": "2026-12-04T01:30"},
         "y": {"versions": {"git_commit": b}, "started_utc": "2026-12-04T02:00"}}))
     assert f"package files changed from {a[:7]} to {b[:7]}: " in text
+    assert text.count("package files changed") == 1        # one line per later commit
 
 
 def test_git_commit_is_dirty_only_for_the_packages_own_files():

@@ -33,11 +33,15 @@ def _provenance_lines(configs: dict[str, dict]) -> list[str]:
              "experiment is re-run (`eaglelab reproduce all` makes one consistent report):", ""]
     lines += [f"- {key}: {', '.join(names)}" for key, names in sorted(groups.items(),
                                                                        key=lambda kv: kv[0])]
-    commits = sorted({(str(cfg.get("started_utc", "")), (cfg.get("versions") or {}).get(
-        "git_commit") or "") for cfg in configs.values()})
-    if len(commits) > 1 and all(c and not c.endswith("+dirty") for _, c in commits):
-        first = commits[0][1]
-        for _, later in commits[1:]:
+    started: dict[str, str] = {}          # commit -> its earliest start
+    for cfg in configs.values():
+        c = (cfg.get("versions") or {}).get("git_commit") or ""
+        t = str(cfg.get("started_utc", ""))
+        started[c] = min(started.get(c, t), t)
+    commits = sorted(started, key=started.get)
+    if len(commits) > 1 and all(c and not c.endswith("+dirty") for c in commits):
+        first = commits[0]
+        for later in commits[1:]:
             changed = _changed_package_files(first, later)
             if changed is not None:
                 lines.append(f"- package files changed from {first[:7]} to {later[:7]}: "
