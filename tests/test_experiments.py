@@ -603,21 +603,34 @@ def test_report_names_the_package_files_changed_between_its_code_versions():
     assert text.count("package files changed") == 1        # one line per later commit
 
 
-def test_git_commit_is_dirty_only_for_the_packages_own_files():
-    """`records.git_commit`: HEAD, with "+dirty" exactly when git reports a change under
-    src/eaglelab - a reproduction's outputs elsewhere in the checkout do not count."""
+def test_git_commit_is_dirty_only_for_the_packages_own_files(tmp_path, monkeypatch):
+    """`records.git_commit` in a scratch repository laid out like ours: a changed output
+    elsewhere in the checkout (a reproduction folder) keeps the commit clean, a changed
+    package file makes it "+dirty" (the first version called every reproduction dirty)."""
+    import shutil
     import subprocess
 
-    from eaglelab.records import git_commit
+    from eaglelab import records
 
-    root = Path(__file__).parents[1]
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
 
     def git(*args):
-        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=root).stdout
+        return subprocess.run(["git", *args], cwd=tmp_path, capture_output=True, text=True,
+                              check=True).stdout.strip()
 
-    commit = git_commit()
-    if commit is None or not git("rev-parse", "HEAD").strip():
-        pytest.skip("not a git checkout")
-    head = git("rev-parse", "HEAD").strip()
-    package = git("status", "--porcelain", "--untracked-files=no", "--", "src/eaglelab").strip()
-    assert commit == head + ("+dirty" if package else "")
+    pkg, out = tmp_path / "src" / "eaglelab", tmp_path / "docs"
+    pkg.mkdir(parents=True)
+    out.mkdir()
+    (pkg / "records.py").write_text("x = 1\n")
+    (out / "REPORT.md").write_text("old\n")
+    git("init", "-q")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "add", ".")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "start")
+    head = git("rev-parse", "HEAD")
+    monkeypatch.setattr(records, "__file__", str(pkg / "records.py"))
+    assert records.git_commit() == head
+    (out / "REPORT.md").write_text("new\n")
+    assert records.git_commit() == head
+    (pkg / "records.py").write_text("x = 2\n")
+    assert records.git_commit() == head + "+dirty"

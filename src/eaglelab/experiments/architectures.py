@@ -260,7 +260,6 @@ def run(cfg: Config, ctx: Context) -> ExperimentResult:
                       "untrained": _measure(blank, Z0, D, task.s, algs, val)}
     # controls with known answers: the exact D* after every layer (accurate, not EAGLE's
     # layers) and EAGLE itself with the proof's steps as the "model"
-    cut = list(range(L + 1))
     Dv = val[1]
     controls = {"exact answer": measure_layers([D.to(torch.float64)] * (L + 1),
                                                [Dv.to(torch.float64)] * (L + 1), Z0, D,
@@ -268,7 +267,7 @@ def run(cfg: Config, ctx: Context) -> ExperimentResult:
                                                task.d, task.n)}
     proof = ([1 / 3] * L, [1.0] * L)
     controls["EAGLE"] = measure_layers(
-        [algs["EAGLE"][i] for i in cut], _eagle_d(val[0], task.d, task.n, *proof), Z0, D,
+        list(algs["EAGLE"]), _eagle_d(val[0], task.d, task.n, *proof), Z0, D,
         {k: algs[k] for k in ALGORITHMS}, val, task.d, task.n)
     data = {"rows": rows, "algorithms": alg_rows, "zero_mse_median": zero,
             "linear_steps": linear_steps, "controls": controls,

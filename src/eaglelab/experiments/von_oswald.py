@@ -242,10 +242,10 @@ def _recurrent_claims(rows: dict[str, list[dict]], controls: dict[str, dict]) ->
         "not every model: " + ", ".join(f"N={N} seed {m['seed']}" for N, m in every
                                         if not _aligns(m))))
     Ns = sorted((int(N) for N in rows), key=int)
-    aligned = {N: [m for m in rows[str(N)] if _r2_sel(m) >= ALIGN_R2] for N in Ns}
-    left_out = ", ".join(f"N={N} seed {m['seed']} (validation R^2 {_r2_sel(m):.2f}, gamma "
+    aligned = {N: [m for m in rows[str(N)] if m["r2_val"] >= ALIGN_R2] for N in Ns}
+    left_out = ", ".join(f"N={N} seed {m['seed']} (validation R^2 {m['r2_val']:.2f}, gamma "
                          f"{m['gamma']:.3f})" for N in Ns for m in rows[str(N)]
-                         if _r2_sel(m) < ALIGN_R2)
+                         if m["r2_val"] < ALIGN_R2)
     med = {N: cm.median([m["gamma"] for m in aligned[N]]) if aligned[N] else float("nan")
            for N in Ns}
     med_all = {N: cm.median([m["gamma"] for m in rows[str(N)]]) for N in Ns}
@@ -295,11 +295,6 @@ def _recurrent_claims(rows: dict[str, list[dict]], controls: dict[str, dict]) ->
         "A-update), every N and seed, one reading per model (the 2 layers are tied)",
         "EAGLE", tied, [(k, _one_reading(c)) for k, c in ctl]))
     return claims
-
-
-def _r2_sel(m: dict) -> float:
-    """The R^2 that selects a seed: on validation prompts (results before it: test R^2)."""
-    return m.get("r2_val", m["r2"])
 
 
 def _one_reading(m: dict) -> dict:
@@ -561,7 +556,7 @@ def _plot(ctx: Context, rows: dict[str, list[dict]], recurrent: dict[str, list[d
         for fit, style, label in ((True, "o", "trained recurrent model"),
                                   (False, "o", f"trained, GD++ fit R^2 < {ALIGN_R2:g}")):
             pts = [(N, m["gamma"]) for N in Ns for m in recurrent[str(N)]
-                   if (_r2_sel(m) >= ALIGN_R2) == fit]
+                   if (m["r2_val"] >= ALIGN_R2) == fit]
             if pts:
                 ax.plot(*zip(*pts, strict=True), style, color="tab:blue", alpha=0.7,
                         mfc="tab:blue" if fit else "none", label=label)
