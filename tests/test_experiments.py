@@ -173,9 +173,14 @@ def test_ablations_distributions_steps_and_noise(out_dir):
             # the same AMD EPYC.  What holds on every kernel: no divergence, close to solved
             assert row["fraction_diverged"] == 0.0 and row["worst_best_error"] <= 1e-6, row
     n = r["noise"]
-    assert n["median_eagle_final_error"] > 1.5 * n["median_eagle_best_error"]  # falls, then rises
-    assert n["median_eagle_best_iteration"] < 15
-    assert n["median_eagle_best_error"] <= 1.5 * n["median_gd_best_error"]
+    # falls, then rises: the validation-chosen stop beats the end on the noisy blocks, and
+    # on the clean control the same stop is no better than the end
+    assert n["median_eagle_final_error"] > 1.5 * n["median_eagle_stopped_error"]
+    assert n["median_clean_final_error"] < n["median_clean_stopped_error"]
+    assert n["eagle_stop"] < 15
+    assert n["median_eagle_stopped_error"] <= 1.5 * n["median_gd_stopped_error"]
+    # the test curve's own minimum can only be lower than the error at a stop fixed elsewhere
+    assert n["median_eagle_best_error"] <= n["median_eagle_stopped_error"]
 
 
 def test_estimation_same_rate_as_eagle(out_dir):
