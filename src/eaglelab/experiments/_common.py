@@ -82,6 +82,28 @@ def median(values: Sequence[float | None]) -> float | None:
     return float(np.median(v)) if v else None
 
 
+def censored_quantiles(values: Sequence[float | None], qs=(0.25, 0.75)) -> list[float | None]:
+    """Quantiles of counts to a target where None means "not reached within the budget": a
+    miss counts as larger than every reached value (not dropped, which would make a method
+    that reaches the target on 3 of 10 problems look as fast as its 3 lucky ones), and a
+    quantile that falls on a miss is None.  NaN counts as a miss too.  Linear interpolation
+    between order statistics, as np.quantile."""
+    if not len(values):
+        return [None for _ in qs]
+    v = np.sort([np.inf if x is None or not np.isfinite(x) else float(x) for x in values])
+    out: list[float | None] = []
+    for q in qs:
+        pos = q * (len(v) - 1)
+        lo, hi, t = int(np.floor(pos)), int(np.ceil(pos)), pos - np.floor(pos)
+        out.append(None if not np.isfinite(v[hi]) else float(v[lo] + t * (v[hi] - v[lo])))
+    return out
+
+
+def censored_median(values: Sequence[float | None]) -> float | None:
+    """`censored_quantiles` at 0.5: None when the median problem missed the target."""
+    return censored_quantiles(values, (0.5,))[0]
+
+
 def quantiles(values: Sequence[float | None], qs=(0.25, 0.75)) -> list[float | None]:
     v = [float(x) for x in values if x is not None and np.isfinite(x)]
     return [float(np.quantile(v, q)) for q in qs] if v else [None for _ in qs]

@@ -122,7 +122,7 @@ def _distributions(cfg: Config, ctx: Context) -> dict[str, Any]:
         out["laws"][dist] = {
             "runs": recs, "degenerate": len(recs) - len(scored),
             "fraction_reached": cm.fraction(its),
-            "median_iterations": cm.median(its),
+            "median_iterations": cm.censored_median(its),
             "median_kappa": cm.median([r["kappa"] for r in scored]),
             "median_best_error": cm.median([r["best_error"] for r in scored]),
             "median_error_curve": cm.median_curve(curves)}
@@ -151,7 +151,7 @@ def _step_sizes(cfg: Config, ctx: Context) -> dict[str, Any]:
             its = [r["iterations_to_target"] for r in recs]
             best = [r["best_error"] for r in recs]
             rows.append({"factor": f, "eta": eta, "gamma": gamma,
-                         "fraction_reached": cm.fraction(its), "median_iterations": cm.median(its),
+                         "fraction_reached": cm.fraction(its), "median_iterations": cm.censored_median(its),
                          "median_best_error": cm.median(best),
                          "worst_best_error": (None if any(b is None for b in best)
                                               else float(max(best))),

@@ -122,8 +122,10 @@ def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     its = [r["iterations_to_target"] for r in records]
     secs = [r["seconds_to_target"] for r in records]
     return {"runs": len(records), "fraction_reached": cm.fraction(its),
-            "median_iterations": cm.median(its), "iqr_iterations": cm.quantiles(its),
-            "median_seconds": cm.median(secs), "iqr_seconds": cm.quantiles(secs),
+            "median_iterations": cm.censored_median(its),
+            "iqr_iterations": cm.censored_quantiles(its),
+            "median_seconds": cm.censored_median(secs),
+            "iqr_seconds": cm.censored_quantiles(secs),
             "median_best_error": cm.median([r["best_error"] for r in records]),
             "max_iterations_run": max(r["iterations"] for r in records),
             "total_seconds": cm.median([r["seconds"] for r in records])}

@@ -154,9 +154,9 @@ def _solver(cfg: Config, ctx: Context) -> tuple[dict, list, str]:
     diffs = [r["estimate_W_iterations"] - r["eagle_D_iterations"] for r in recs
              if r["estimate_W_iterations"] is not None and r["eagle_D_iterations"] is not None]
     summary = {
-        "median_eagle_D_iterations": cm.median([r["eagle_D_iterations"] for r in recs]),
-        "median_estimate_W_iterations": cm.median([r["estimate_W_iterations"] for r in recs]),
-        "median_estimate_WC_iterations": cm.median([r["estimate_WC_iterations"] for r in recs]),
+        "median_eagle_D_iterations": cm.censored_median([r["eagle_D_iterations"] for r in recs]),
+        "median_estimate_W_iterations": cm.censored_median([r["estimate_W_iterations"] for r in recs]),
+        "median_estimate_WC_iterations": cm.censored_median([r["estimate_WC_iterations"] for r in recs]),
         "fraction_both_reached": len(diffs) / len(recs),
         "iteration_difference_W_minus_D": diffs,
         "max_abs_iteration_difference": max((abs(x) for x in diffs), default=None),

@@ -96,10 +96,10 @@ def run(cfg: Config, ctx: Context) -> ExperimentResult:
             summary[method].append({
                 "r": r, "n_over_r": cfg.n / r,
                 "fraction_reached_target": cm.fraction([x["iterations_to_target"] for x in recs]),
-                "median_iterations_to_target": cm.median([x["iterations_to_target"] for x in recs]),
+                "median_iterations_to_target": cm.censored_median([x["iterations_to_target"] for x in recs]),
                 "fraction_reached_tight": cm.fraction([x["iterations_to_tight"] for x in recs]),
-                "median_iterations_to_tight": cm.median([x["iterations_to_tight"] for x in recs]),
-                "median_seconds_to_target": cm.median([x["seconds_to_target"] for x in recs]),
+                "median_iterations_to_tight": cm.censored_median([x["iterations_to_tight"] for x in recs]),
+                "median_seconds_to_target": cm.censored_median([x["seconds_to_target"] for x in recs]),
                 "median_ms_per_iteration": 1e3 * cm.median([x["seconds_per_iteration"]
                                                             for x in recs]),
                 "median_best_error": cm.median([x["best_error"] for x in recs]),
