@@ -243,6 +243,21 @@ def _finished_block(ctx: Context, run_dir: Path, regime: str, steps: int, overri
     return run if K == len(run.config.seeds) else select_seeds(run, range(K))
 
 
+def untrained_summary(run_, val_size: int) -> dict:
+    """The negative control of a trained run: its architecture at initialisation (step 0,
+    the first seed), extracted and scored exactly as the trained model
+    (`ExtractedAlgorithm.summary()`)."""
+    import warnings
+
+    from eaglelab.extract import extract
+    from eaglelab.models import LinearTransformer
+
+    model = LinearTransformer(run_.model.config, run_.model.seeds[:1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return extract(model, run_.config.task, val_size=val_size).summary()
+
+
 def if_learned(summary: dict, claim):
     """A fidelity-type claim is decided only for a model that learned the task; otherwise
     "not tested" with its numbers kept - the paper's claim is about a model at its

@@ -33,6 +33,7 @@ from eaglelab.experiments._training import (
     mse_claims,
     protocol,
     trained_run,
+    untrained_summary,
 )
 from eaglelab.experiments.base import Context, ExperimentResult
 
@@ -125,17 +126,7 @@ def _pruning(run_, cfg: Config, heads: int) -> dict[str, Any]:
 
 
 def _untrained_control(run_, cfg: Config) -> dict[str, Any]:
-    """The negative control: the run's architecture at its initialisation (step 0, the first
-    seed), extracted and scored exactly as the trained model."""
-    import warnings
-
-    from eaglelab.extract import extract
-    from eaglelab.models import LinearTransformer
-
-    model = LinearTransformer(run_.model.config, run_.model.seeds[:1])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        s = extract(model, run_.config.task, val_size=cfg.val_size).summary()
+    s = untrained_summary(run_, cfg.val_size)
     return {k: s[k] for k in ("faithful", "learned", "mse", "zero_mse", "fidelity",
                               "meets_paper_bound", "below_mse")}
 
