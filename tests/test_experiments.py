@@ -129,6 +129,12 @@ def test_centralized_log_kappa_and_cg_gap(out_dir):
     assert ratios[-1] is None or (ratios[-1] > 10 and ratios[-1] > ratios[0])
     grows = [c for c in r["claims"] if c["claim"].startswith("CG's iteration count grows")]
     assert grows[0]["verdict"] == "agrees", grows
+    # a kappa where CG stalled is named after "stalled", never as a ratio
+    ours = grows[0]["ours"]
+    stalled = ours.split("at kappa ", 1)[1].split(", not")[0].split(", ") \
+        if "stalled" in ours else []
+    for k, ratio in zip(r["data"]["kappa_sweep"]["kappas"], ratios, strict=True):
+        assert (f"{k:g}" in stalled) == (ratio is None), (k, ours)
     comp = r["data"]["comparison"]
     assert comp["rank_deficient"]["summary"]["eagle"]["fraction_reached"] == 1.0
     assert comp["full_rank"]["summary"]["eagle"]["fraction_reached"] == 1.0
