@@ -261,7 +261,7 @@ def _claims(cfg: Config, dists: dict, steps: dict, noise: dict):
     rises = lambda stop, fin: stop is not None and fin is not None and fin > 1.5 * stop  # noqa: E731
     claims.append(cm.claim(
         f"With noise (sigma = {cfg.noise_sigma:g}) EAGLE's error against the true D first falls "
-        "and then rises to the Nystrom solution's: early stopping regularises",
+        "and then rises to the Nystrom solution's: early stopping regularises" + cm.AFTER_DATA,
         "implicit regularisation, as for GD (Fig 21)",
         f"stopped at iteration {noise['eagle_stop']} (chosen on validation problems): "
         f"{cm.fmt(stopped)}, final {cm.fmt(final)} (Nystrom "

@@ -270,13 +270,20 @@ def _claims(cfg: Config, comparison: dict, sweep: dict):
     # iteration count grows (until 2026-12-05 a miss at the largest kappa counted as
     # cap / EAGLE's count - an audit finding)
     both = [(k, r) for k, r in zip(kap, ratios, strict=True) if r is not None]
-    stalled = [k for k, r in zip(kap, ratios, strict=True) if r is None]
+    # a missing ratio is CG's miss only where EAGLE reached the target (an audit finding:
+    # an EAGLE miss was labelled a CG stall)
+    stalled = [k for i, (k, r) in enumerate(zip(kap, ratios, strict=True))
+               if r is None and eag[i] is not None]
+    eagle_missed = [k for k, e in zip(kap, eag, strict=True) if e is None]
     text = ("CG's iteration count grows much faster with kappa than EAGLE's: over the kappas "
             "where both reach the target (at least two, a decade or more apart), the ratio at the "
             "largest is > 10 and above the ratio at the smallest" + cm.AFTER_DATA)
     paper = "CG ~ sqrt(kappa(A A^T)) = kappa vs log(kappa)"
     stall_text = (f"; CG stalled (missed the target within {cap} iterations) at kappa "
                   + ", ".join(f"{k:g}" for k in stalled) + ", not counted") if stalled else ""
+    if eagle_missed:
+        stall_text += ("; EAGLE missed the target at kappa "
+                       + ", ".join(f"{k:g}" for k in eagle_missed) + ", not counted")
     if len(both) < 2 or both[-1][0] < 10 * both[0][0]:
         claims.append(cm.untested(
             text, paper, ", ".join(f"{r:.3g}x at kappa={k:g}" for k, r in both) + stall_text,

@@ -389,7 +389,8 @@ def _trained_claims(t: dict) -> list:
         cm.claim(
             "estimation (trained): the learned steps follow the paper's estimation constants "
             "rho_l = 1/(3||A_l||^2), eta = 1, gamma = 3, i.e. eta_l = 1/3 and gamma_l = 1 "
-            "relative to the batch-max ||A_l||^2 (fitted: eta on layers 1-3, gamma on all)",
+            "relative to the batch-max ||A_l||^2 (fitted: eta on layers 1-3, gamma on all)"
+            + cm.AFTER_DATA,
             "eta = 1, gamma = 3 with rho = 1/(3||A||^2) (Appendix D)",
             f"eta {eta:.2f} +- {s['eta_std']:.2f}, gamma {gamma:.2f} +- {s['gamma_std']:.2f} "
             f"(relative to N_l; paper {ETA_REL:.2f}, {GAMMA_REL:.2f}); {layers}; EAGLE with "

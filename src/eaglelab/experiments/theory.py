@@ -245,7 +245,7 @@ def _claims(cfg: Config, t1: dict, t2: dict):
     claims.append(cm.claim(
         "Negative control: gradient descent (step 1/sigma_max^2, same problems) fails the "
         "closed-form rule at some kappa (the rule must reject an algorithm without EAGLE's "
-        "preconditioning)", "- (a negative control of ours; GD needs ~kappa^2 log(1/eps) "
+        "preconditioning)" + cm.AFTER_DATA, "- (a negative control of ours; GD needs ~kappa^2 log(1/eps) "
         "iterations on B A^+)",
         (f"GD over the closed form (run one iteration past it) at kappa "
          f"{', '.join(f'{k:g}' for k in over)}" if over else
